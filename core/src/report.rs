@@ -1,0 +1,1 @@
+//! Parsing of device-side metrics reports.

@@ -1,0 +1,1 @@
+//! Validation of security profiles, behaviors and mitigation actions.
