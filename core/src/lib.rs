@@ -16,3 +16,14 @@ pub mod report;
 pub mod validate;
 
 pub use error::{Error, Result, ValidationError};
+pub mod engine;
+pub mod ids;
+pub mod ingest;
+pub mod mitigation;
+pub mod ml;
+pub mod registry;
+pub mod rules;
+pub mod training;
+pub mod violations;
+
+pub use engine::{Engine, EngineConfig};

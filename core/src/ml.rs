@@ -1,0 +1,293 @@
+//! The ML Detect model: a streaming, seasonal, robust baseline per (behavior, thing).
+//!
+//! Each datapoint is first put on a variance-stabilised scale. Count metrics use the Anscombe
+//! transform `2·sqrt(x + 3/8)`, under which Poisson noise has unit variance whatever the rate, so
+//! one noise floor fits a thing that sends 2 messages per period and one that sends 2,000. Custom
+//! `number` metrics keep their own scale.
+//!
+//! On that scale the model keeps exponentially weighted moments (mean and variance) for each hour
+//! of the UTC day and for the day as a whole. The hour buckets learn daily patterns; the whole-day
+//! moments stand in while an hour has seen too few datapoints. The smoothing factor starts at
+//! `1/n` (an exact running mean) and settles at a floor that gives the trailing 14 days most of
+//! the weight. Residuals are clipped before they update the moments, so one spike or a short
+//! attack barely moves what the model has learned.
+//!
+//! A datapoint is scored by its distance from the expected mean in standard deviations (`z`).
+//! Each confidence level is a cut-off on `z`; the expected range reported with an alarm is the
+//! mean plus and minus that cut-off, mapped back to the metric's own scale.
+//!
+//! State is a fixed 25 moment triples (about 300 bytes), independent of how long a thing lives.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalogue::DAY_MS;
+use crate::model::{ConfidenceLevel, MlExplanation, Timestamp};
+
+/// Buckets per day: one per UTC hour.
+const HOURS_PER_DAY: usize = 24;
+/// Smoothing floor of an hour bucket: 14 days of 5-minute datapoints per hour is 168 samples.
+const HOUR_ALPHA_FLOOR: f64 = 1.0 / 168.0;
+/// Smoothing floor of the whole-day moments: 14 days of 5-minute datapoints is 4032 samples.
+const DAY_ALPHA_FLOOR: f64 = 1.0 / 4032.0;
+/// An hour bucket is trusted fully once it has this many samples (two weeks at one per hour).
+const HOUR_FULL_WEIGHT_SAMPLES: f64 = 14.0;
+/// Residuals beyond this many standard deviations are clipped before they update the moments.
+const CLIP_SIGMAS: f64 = 3.0;
+/// Samples before clipping starts; until then the moments are too rough to judge outliers.
+const CLIP_WARMUP_SAMPLES: u32 = 12;
+
+/// Cut-offs on `z` for each confidence level; `High` is the least sensitive.
+pub fn z_cutoff(level: ConfidenceLevel) -> f64 {
+    match level {
+        ConfidenceLevel::Low => 5.0,
+        ConfidenceLevel::Medium => 7.0,
+        ConfidenceLevel::High => 9.0,
+    }
+}
+
+/// How raw values are mapped to the scale the model learns on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scale {
+    /// Counts: Anscombe transform, with the Poisson noise floor of 1.
+    Count,
+    /// Arbitrary real numbers: identity, with a small floor relative to the level.
+    Real,
+}
+
+impl Scale {
+    fn forward(self, x: f64) -> f64 {
+        match self {
+            Scale::Count => 2.0 * (x.max(0.0) + 0.375).sqrt(),
+            Scale::Real => x,
+        }
+    }
+
+    fn inverse(self, y: f64) -> f64 {
+        match self {
+            Scale::Count => {
+                let half = (y / 2.0).max(0.0);
+                (half * half - 0.375).max(0.0)
+            }
+            Scale::Real => y,
+        }
+    }
+
+    /// Smallest standard deviation the model assumes, on the transformed scale.
+    fn noise_floor(self, mean: f64) -> f64 {
+        match self {
+            Scale::Count => 1.0,
+            Scale::Real => 1e-3 * mean.abs() + 1e-6,
+        }
+    }
+}
+
+/// Exponentially weighted mean and variance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Moments {
+    mean: f64,
+    variance: f64,
+    samples: u32,
+}
+
+impl Moments {
+    fn update(&mut self, y: f64, alpha_floor: f64, floor: f64) {
+        self.samples = self.samples.saturating_add(1);
+        let alpha = (1.0 / f64::from(self.samples)).max(alpha_floor);
+        let mut residual = y - self.mean;
+
+        // Clip outliers once the moments are meaningful, so spikes do not drag the baseline.
+        if self.samples > CLIP_WARMUP_SAMPLES {
+            let limit = CLIP_SIGMAS * (self.variance + floor * floor).sqrt();
+            residual = residual.clamp(-limit, limit);
+        }
+
+        if self.samples == 1 {
+            self.mean = y;
+            self.variance = 0.0;
+            return;
+        }
+        self.mean += alpha * residual;
+        self.variance = (1.0 - alpha) * (self.variance + alpha * residual * residual);
+    }
+}
+
+/// What the model expects at one time of day, on the transformed scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Expectation {
+    /// Expected mean.
+    pub mean: f64,
+    /// Standard deviation including the noise floor.
+    pub sigma: f64,
+}
+
+/// A score for one datapoint.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    /// Distance from the expected mean in standard deviations.
+    pub z: f64,
+    /// `z` squashed to 0..1.
+    pub anomaly_score: f64,
+}
+
+/// The learned baseline of one metric on one thing (or one fleet).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeasonalModel {
+    scale: Scale,
+    hours: [Moments; HOURS_PER_DAY],
+    day: Moments,
+}
+
+impl SeasonalModel {
+    /// An empty model for values on `scale`.
+    pub fn new(scale: Scale) -> Self {
+        Self {
+            scale,
+            hours: [Moments::default(); HOURS_PER_DAY],
+            day: Moments::default(),
+        }
+    }
+
+    /// Datapoints learned so far.
+    pub fn samples(&self) -> u32 {
+        self.day.samples
+    }
+
+    /// Learns one datapoint observed at `timestamp`.
+    pub fn learn(&mut self, timestamp: Timestamp, value: f64) {
+        let y = self.scale.forward(value);
+        let floor = self.scale.noise_floor(self.day.mean);
+        self.hours[hour_of_day(timestamp)].update(y, HOUR_ALPHA_FLOOR, floor);
+        self.day.update(y, DAY_ALPHA_FLOOR, floor);
+    }
+
+    /// What the model expects at `timestamp`, blending the hour with the whole day while the hour
+    /// has few samples.
+    pub fn expectation(&self, timestamp: Timestamp) -> Expectation {
+        let hour = &self.hours[hour_of_day(timestamp)];
+        let weight = (f64::from(hour.samples) / HOUR_FULL_WEIGHT_SAMPLES).min(1.0);
+        let mean = weight * hour.mean + (1.0 - weight) * self.day.mean;
+        let variance = weight * hour.variance + (1.0 - weight) * self.day.variance;
+        let floor = self.scale.noise_floor(mean);
+        Expectation {
+            mean,
+            sigma: (variance + floor * floor).sqrt(),
+        }
+    }
+
+    /// Scores `value` observed at `timestamp`.
+    pub fn score(&self, timestamp: Timestamp, value: f64) -> Score {
+        let expected = self.expectation(timestamp);
+        let z = (self.scale.forward(value) - expected.mean).abs() / expected.sigma;
+        Score {
+            z,
+            anomaly_score: squash(z),
+        }
+    }
+
+    /// Scores `value` and explains the result against the range of `level`.
+    pub fn explain(&self, timestamp: Timestamp, value: f64, level: ConfidenceLevel) -> MlExplanation {
+        let expected = self.expectation(timestamp);
+        let cutoff = z_cutoff(level);
+        let score = self.score(timestamp, value);
+        MlExplanation {
+            expected_low: self.scale.inverse(expected.mean - cutoff * expected.sigma),
+            expected_high: self.scale.inverse(expected.mean + cutoff * expected.sigma),
+            observed: value,
+            anomaly_score: score.anomaly_score,
+        }
+    }
+}
+
+/// Maps `z` to 0..1: about 0.36 at z = 4, 0.83 at z = 8 and 0.98 at z = 12.
+fn squash(z: f64) -> f64 {
+    1.0 - (-(z / 6.0).powi(2)).exp()
+}
+
+fn hour_of_day(timestamp: Timestamp) -> usize {
+    let ms_of_day = timestamp.rem_euclid(DAY_MS);
+    (ms_of_day / 3_600_000) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+    const PERIOD: i64 = 300_000;
+
+    /// Deterministic noise in -1..1.
+    fn noise(i: i64) -> f64 {
+        let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+        (x as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    fn trained_on_daily_pattern(days: i64) -> SeasonalModel {
+        let mut model = SeasonalModel::new(Scale::Count);
+        for i in 0..days * 288 {
+            let t = i * PERIOD;
+            let busy = (t % DAY_MS) >= 18 * HOUR;
+            let level: f64 = if busy { 100.0 } else { 5.0 };
+            model.learn(t, level + level.sqrt() * noise(i));
+        }
+        model
+    }
+
+    #[test]
+    fn learns_each_hour_separately() {
+        let model = trained_on_daily_pattern(14);
+        let evening = model.expectation(20 * HOUR);
+        let morning = model.expectation(8 * HOUR);
+        assert!((Scale::Count.inverse(evening.mean) - 100.0).abs() < 5.0);
+        assert!((Scale::Count.inverse(morning.mean) - 5.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn busy_hour_value_is_normal_in_the_evening_only() {
+        let model = trained_on_daily_pattern(14);
+        let day_15 = 14 * DAY_MS;
+        assert!(model.score(day_15 + 20 * HOUR, 100.0).z < 2.0);
+        assert!(model.score(day_15 + 8 * HOUR, 100.0).z > 9.0);
+    }
+
+    #[test]
+    fn flood_scores_above_high_cutoff() {
+        let model = trained_on_daily_pattern(14);
+        let score = model.score(14 * DAY_MS + 20 * HOUR, 2000.0);
+        assert!(score.z > z_cutoff(ConfidenceLevel::High));
+        assert!(score.anomaly_score > 0.99);
+    }
+
+    #[test]
+    fn one_spike_barely_moves_the_baseline() {
+        let mut model = trained_on_daily_pattern(14);
+        let t = 14 * DAY_MS + 20 * HOUR;
+        let before = model.expectation(t).mean;
+        model.learn(t, 1_000_000.0);
+        let after = model.expectation(t).mean;
+        assert!((after - before).abs() < 0.2);
+    }
+
+    #[test]
+    fn explanation_range_contains_typical_values() {
+        let model = trained_on_daily_pattern(14);
+        let explanation = model.explain(14 * DAY_MS + 8 * HOUR, 5.0, ConfidenceLevel::Medium);
+        assert!(explanation.expected_low <= 5.0);
+        assert!(explanation.expected_high >= 5.0);
+        assert_eq!(explanation.observed, 5.0);
+    }
+
+    #[test]
+    fn count_scale_round_trips() {
+        for x in [0.0, 1.0, 7.5, 1e6] {
+            let back = Scale::Count.inverse(Scale::Count.forward(x));
+            assert!((back - x).abs() < 1e-6 * (1.0 + x), "{x} came back as {back}");
+        }
+    }
+
+    #[test]
+    fn hour_of_day_handles_times_before_1970() {
+        assert_eq!(hour_of_day(-1), 23);
+        assert_eq!(hour_of_day(0), 0);
+        assert_eq!(hour_of_day(25 * HOUR), 1);
+    }
+}
