@@ -18,12 +18,14 @@ use crate::model::{
     ViolationEvent,
 };
 use crate::registry::Registry;
+use crate::training::TrainingConfig;
 use crate::report::{ReportRejection, parse_report};
 use crate::validate;
 use crate::violations::{ViolationFilter, Violations};
 
 pub use evaluation::BehaviorState;
 pub use profiles::ProfileState;
+pub use tasks::ExecutionFilter;
 
 /// A thing that sends nothing for this long has its alarms invalidated.
 pub const SILENCE_INVALIDATES_AFTER_MS: i64 = 2 * DAY_MS;
@@ -37,6 +39,20 @@ pub struct EngineConfig {
     pub region: String,
     /// Account id in the ARNs the engine builds.
     pub account_id: String,
+    /// Days from an ML behavior's first datapoint to its first model build; AWS uses 14.
+    pub ml_training_days: i64,
+    /// Datapoints the trailing training window must hold for a build; AWS uses 25,000.
+    pub ml_min_datapoints: u64,
+}
+
+impl EngineConfig {
+    /// The ML build requirements.
+    pub fn training(&self) -> TrainingConfig {
+        TrainingConfig {
+            days: self.ml_training_days.max(1),
+            min_datapoints: self.ml_min_datapoints,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -44,6 +60,8 @@ impl Default for EngineConfig {
         Self {
             region: "us-east-1".to_string(),
             account_id: "123456789012".to_string(),
+            ml_training_days: crate::training::TRAINING_DAYS,
+            ml_min_datapoints: crate::training::MIN_DATAPOINTS,
         }
     }
 }

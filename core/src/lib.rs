@@ -25,5 +25,6 @@ pub mod registry;
 pub mod rules;
 pub mod training;
 pub mod violations;
+pub mod wit;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, ExecutionFilter};

@@ -97,7 +97,7 @@ impl Moments {
 
         // Clip outliers once the moments are meaningful, so spikes do not drag the baseline.
         if self.samples > CLIP_WARMUP_SAMPLES {
-            let limit = CLIP_SIGMAS * (self.variance + floor * floor).sqrt();
+            let limit = CLIP_SIGMAS * self.variance.sqrt().max(floor);
             residual = residual.clamp(-limit, limit);
         }
 
@@ -116,7 +116,7 @@ impl Moments {
 pub struct Expectation {
     /// Expected mean.
     pub mean: f64,
-    /// Standard deviation including the noise floor.
+    /// Standard deviation, at least the noise floor.
     pub sigma: f64,
 }
 
@@ -170,7 +170,7 @@ impl SeasonalModel {
         let floor = self.scale.noise_floor(mean);
         Expectation {
             mean,
-            sigma: (variance + floor * floor).sqrt(),
+            sigma: variance.sqrt().max(floor),
         }
     }
 

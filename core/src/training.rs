@@ -12,12 +12,31 @@ use serde::{Deserialize, Serialize};
 use crate::catalogue::DAY_MS;
 use crate::model::{ModelStatus, Timestamp};
 
-/// Days of data a build needs, and the length of the trailing window it counts.
+/// Days of data a build needs in AWS ML Detect, and the length of the trailing window it counts.
 pub const TRAINING_DAYS: i64 = 14;
-/// Datapoints the trailing window must hold for a build.
+/// Datapoints the trailing window must hold for a build in AWS ML Detect.
 pub const MIN_DATAPOINTS: u64 = 25_000;
 /// Failed daily builds in a row after which the model expires.
 pub const MAX_FAILED_REFRESHES: u32 = 30;
+
+/// Build requirements of ML models. The defaults are AWS ML Detect's; replays of recorded data
+/// may shorten them to bootstrap from history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainingConfig {
+    /// Days from the first datapoint to the first build, and the trailing window a build counts.
+    pub days: i64,
+    /// Datapoints the trailing window must hold for a build.
+    pub min_datapoints: u64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            days: TRAINING_DAYS,
+            min_datapoints: MIN_DATAPOINTS,
+        }
+    }
+}
 
 /// What a refresh attempt decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +52,7 @@ pub enum RefreshOutcome {
 /// Training bookkeeping of one ML behavior.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Training {
+    config: TrainingConfig,
     start: Option<Timestamp>,
     active: bool,
     expired: bool,
@@ -43,6 +63,14 @@ pub struct Training {
 }
 
 impl Training {
+    /// Bookkeeping for a model with the given build requirements.
+    pub fn new(config: TrainingConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
     /// Counts one datapoint at `timestamp`.
     pub fn record_datapoint(&mut self, timestamp: Timestamp) {
         let start = *self.start.get_or_insert(timestamp);
@@ -82,7 +110,7 @@ impl Training {
         if self.expired {
             return None;
         }
-        let first = start + TRAINING_DAYS * DAY_MS;
+        let first = start + self.config.days * DAY_MS;
         let Some(last_attempt) = self.last_attempt() else {
             return Some(first);
         };
@@ -95,7 +123,7 @@ impl Training {
         if attempts == 0 {
             return None;
         }
-        Some(start + (TRAINING_DAYS + attempts - 1) * DAY_MS)
+        Some(start + (self.config.days + attempts - 1) * DAY_MS)
     }
 
     /// Attempts are implied by the refresh bookkeeping: one per day from day 14 until the last
@@ -104,7 +132,7 @@ impl Training {
         let (Some(start), Some(last)) = (self.start, self.last_refresh) else {
             return i64::from(self.failed_refreshes);
         };
-        let built_attempt = (last - start) / DAY_MS - TRAINING_DAYS + 1;
+        let built_attempt = (last - start) / DAY_MS - self.config.days + 1;
         built_attempt + i64::from(self.failed_refreshes)
     }
 
@@ -115,14 +143,14 @@ impl Training {
         };
         let end_day = (at - start).div_euclid(DAY_MS);
         self.daily_counts
-            .range(end_day - TRAINING_DAYS..end_day)
+            .range(end_day - self.config.days..end_day)
             .map(|(_, count)| count)
             .sum()
     }
 
     /// Attempts the build due at `at`.
     pub fn refresh(&mut self, at: Timestamp) -> RefreshOutcome {
-        let outcome = if self.trailing_datapoints(at) >= MIN_DATAPOINTS {
+        let outcome = if self.trailing_datapoints(at) >= self.config.min_datapoints {
             self.active = true;
             self.last_refresh = Some(at);
             self.failed_refreshes = 0;
@@ -144,7 +172,7 @@ impl Training {
         let Some(start) = self.start else {
             return;
         };
-        let first_kept = (at - start).div_euclid(DAY_MS) - TRAINING_DAYS + 1;
+        let first_kept = (at - start).div_euclid(DAY_MS) - self.config.days + 1;
         self.daily_counts = self.daily_counts.split_off(&first_kept);
     }
 
@@ -156,12 +184,12 @@ impl Training {
             return 0.0;
         };
         let window_end = now.max(start);
-        let count = self.datapoints_since(window_end - TRAINING_DAYS * DAY_MS) as f64;
-        let data_share = (count / MIN_DATAPOINTS as f64).min(1.0);
+        let count = self.datapoints_since(window_end - self.config.days * DAY_MS) as f64;
+        let data_share = (count / self.config.min_datapoints.max(1) as f64).min(1.0);
         let share = if self.is_active() {
             data_share
         } else {
-            let elapsed = (window_end - start) as f64 / (TRAINING_DAYS * DAY_MS) as f64;
+            let elapsed = (window_end - start) as f64 / (self.config.days * DAY_MS) as f64;
             data_share.min(elapsed.min(1.0))
         };
         (share * 100_000.0).round() / 1000.0

@@ -1,1 +1,120 @@
-fn main() {}
+//! `vigil`: runs the Vigil detection engine component with its mitigation plugins.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use vigil_host::demo::{self, DemoOptions};
+use vigil_host::engine::locate_core_wasm;
+
+/// Environment variable holding the log filter, for example `VIGIL_LOG=debug`.
+const LOG_ENV: &str = "VIGIL_LOG";
+
+#[derive(Parser, Debug)]
+#[command(name = "vigil", version, about = "Open IoT fleet anomaly detection compatible with AWS IoT Device Defender Detect")]
+struct Cli {
+    /// Path of the core component (default: vigil-core.wasm next to this binary, then target/wasm).
+    #[arg(long, global = true, value_name = "PATH")]
+    core: Option<PathBuf>,
+
+    /// Directory of mitigation plugin components (default: plugins/ next to this binary, then
+    /// target/wasm/plugins).
+    #[arg(long, global = true, value_name = "DIR")]
+    plugins: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the ML Detect guide's flow on a simulated fleet: train, attack, alarm, quarantine.
+    Demo(DemoArgs),
+    /// Run the engine over recorded data: NAB-style CSV series or device report JSON lines.
+    Replay(vigil_host::replay::ReplayArgs),
+    /// Measure datapoints scored and learned per second, natively and through wasmtime.
+    Bench(vigil_host::bench::BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoArgs {
+    /// Things in the simulated fleet.
+    #[arg(long, default_value_t = 240)]
+    things: usize,
+    /// Simulated days; models train for the first 14 and attacks start two days before the end.
+    #[arg(long, default_value_t = 21, value_parser = clap::value_parser!(i64).range(17..=60))]
+    days: i64,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+    /// Attacked things per attack kind (four kinds).
+    #[arg(long, default_value_t = 2)]
+    attacks_per_kind: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let core = locate_core_wasm(cli.core.as_deref())?;
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Demo(args) => {
+            let options = DemoOptions {
+                things: args.things,
+                days: args.days,
+                seed: args.seed,
+                attacks_per_kind: args.attacks_per_kind,
+                core_wasm: core,
+                plugins_dir: locate_plugins(cli.plugins.as_deref())?,
+                progress: true,
+            };
+            if options.things < 16 * options.attacks_per_kind.max(1) {
+                anyhow::bail!(
+                    "--things must be at least 16 × --attacks-per-kind ({}) so attacked things stay apart",
+                    16 * options.attacks_per_kind.max(1)
+                );
+            }
+            demo::run(&options, &mut stdout)?;
+        }
+        Command::Replay(args) => vigil_host::replay::run(&args, &core, &mut stdout)?,
+        Command::Bench(args) => vigil_host::bench::run(&args, &core, &mut stdout)?,
+    }
+    stdout.flush().context("failed to write to stdout")
+}
+
+/// Finds the plugins directory: `explicit`, else `plugins/` next to the binary, else
+/// `target/wasm/plugins` of the source tree.
+fn locate_plugins(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_path_buf());
+    }
+    let exe = std::env::current_exe().context("failed to find the path of the `vigil` binary")?;
+    let beside = exe.parent().map(|dir| dir.join("plugins"));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm/plugins");
+    beside
+        .into_iter()
+        .chain([source])
+        .find(|dir| dir.is_dir())
+        .context("no plugins directory next to the `vigil` binary or in target/wasm/plugins; build the plugins with `cargo xtask build` or pass --plugins DIR")
+}

@@ -13,7 +13,7 @@ use crate::model::{
     ViolationEventAdditionalInfo,
 };
 use crate::rules::{self, Window};
-use crate::training::{RefreshOutcome, Training};
+use crate::training::{RefreshOutcome, Training, TrainingConfig};
 use crate::violations::Observation;
 
 /// A thing's own model scores its datapoints once it has learned this many (a day at 5 minutes);
@@ -74,10 +74,10 @@ struct Decision {
 
 impl BehaviorState {
     /// Fresh state for a new behavior.
-    pub fn new(behavior: &Behavior) -> Self {
+    pub fn new(behavior: &Behavior, training: TrainingConfig) -> Self {
         Self {
             behavior: behavior.clone(),
-            training: Training::default(),
+            training: Training::new(training),
             fleet: None,
             things: BTreeMap::new(),
             statistical_cache: None,
@@ -87,16 +87,20 @@ impl BehaviorState {
     /// State for `behavior` replacing `old`. Learned data survives when the metric and dimension
     /// stay the same. Returns whether `old`'s alarms stay valid: only if nothing but
     /// `suppressAlerts` or `exportMetric` changed.
-    pub fn carry_over(old: Option<BehaviorState>, behavior: &Behavior) -> (Self, bool) {
+    pub fn carry_over(
+        old: Option<BehaviorState>,
+        behavior: &Behavior,
+        training: TrainingConfig,
+    ) -> (Self, bool) {
         let Some(mut old) = old else {
-            return (Self::new(behavior), true);
+            return (Self::new(behavior, training), true);
         };
         let same_metric =
             old.behavior.metric == behavior.metric && old.behavior.metric_dimension == behavior.metric_dimension;
         let same_kind = old.behavior.criteria_type() == behavior.criteria_type();
         let alarms_valid = same_metric && old.behavior.criteria == behavior.criteria;
         if !(same_metric && same_kind) {
-            return (Self::new(behavior), alarms_valid);
+            return (Self::new(behavior, training), alarms_valid);
         }
         if !alarms_valid {
             for thing in old.things.values_mut() {

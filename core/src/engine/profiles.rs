@@ -90,7 +90,13 @@ impl Engine {
             creation_date: now,
             last_modified_date: now,
         };
-        let behaviors = stored.profile.behaviors.iter().map(BehaviorState::new).collect();
+        let training = self.config.training();
+        let behaviors = stored
+            .profile
+            .behaviors
+            .iter()
+            .map(|b| BehaviorState::new(b, training))
+            .collect();
         let state = ProfileState {
             stored: stored.clone(),
             targets: BTreeSet::new(),
@@ -124,6 +130,7 @@ impl Engine {
         check_version(&profile.name, state.stored.version, expected_version)?;
 
         // Carry each behavior's state over by name, deciding which alarms stay valid.
+        let training = self.config.training();
         let mut old_states = state.behaviors.clone();
         let mut invalidated_behaviors = Vec::new();
         let mut new_states = Vec::with_capacity(profile.behaviors.len());
@@ -132,7 +139,7 @@ impl Engine {
                 .iter()
                 .position(|s| s.behavior.name == behavior.name)
                 .map(|i| old_states.remove(i));
-            let (new_state, alarms_valid) = BehaviorState::carry_over(old, behavior);
+            let (new_state, alarms_valid) = BehaviorState::carry_over(old, behavior, training);
             if !alarms_valid {
                 invalidated_behaviors.push(behavior.name.clone());
             }
