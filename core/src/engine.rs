@@ -297,7 +297,8 @@ impl Engine {
                 continue;
             }
             result.events.extend(self.advance_time(event.timestamp));
-            self.last_seen.insert(event.thing_name.clone(), event.timestamp);
+            let seen = self.last_seen.entry(event.thing_name.clone()).or_insert(event.timestamp);
+            *seen = (*seen).max(event.timestamp);
             self.cloud.add(event);
             result.accepted += 1;
         }
