@@ -18,8 +18,8 @@ use crate::model::{
     ViolationEvent,
 };
 use crate::registry::Registry;
-use crate::training::TrainingConfig;
 use crate::report::{ReportRejection, parse_report};
+use crate::training::TrainingConfig;
 use crate::validate;
 use crate::violations::{ViolationFilter, Violations};
 
@@ -143,11 +143,18 @@ impl Engine {
     }
 
     fn arn(&self, resource: &str) -> String {
-        format!("arn:aws:iot:{}:{}:{resource}", self.config.region, self.config.account_id)
+        format!(
+            "arn:aws:iot:{}:{}:{resource}",
+            self.config.region, self.config.account_id
+        )
     }
 
     /// Creates a custom metric.
-    pub fn create_custom_metric(&mut self, name: &str, metric_type: CustomMetricType) -> Result<()> {
+    pub fn create_custom_metric(
+        &mut self,
+        name: &str,
+        metric_type: CustomMetricType,
+    ) -> Result<()> {
         let mut problems = validate::validate_resource_name(name, "metricName");
         if name.starts_with("aws:") {
             problems.push(crate::ValidationError::new(
@@ -227,23 +234,34 @@ impl Engine {
         (outcomes, events)
     }
 
-    fn ingest_report(&mut self, report: &DeviceReport, events: &mut Vec<ViolationEvent>) -> ReportOutcome {
+    fn ingest_report(
+        &mut self,
+        report: &DeviceReport,
+        events: &mut Vec<ViolationEvent>,
+    ) -> ReportOutcome {
         let custom = &self.custom_metrics;
-        let parsed = match parse_report(&report.payload, report.format, &|name| custom.get(name).copied()) {
+        let parsed = match parse_report(&report.payload, report.format, &|name| {
+            custom.get(name).copied()
+        }) {
             Ok(parsed) => parsed,
             Err(rejection) => return ReportOutcome::Rejected(rejection),
         };
-        if let Some(rejection) = self.check_report_rate(&report.thing_name, report.received_at, parsed.report_id) {
+        if let Some(rejection) =
+            self.check_report_rate(&report.thing_name, report.received_at, parsed.report_id)
+        {
             return ReportOutcome::Rejected(rejection);
         }
-        if let Some(problem) = validate::validate_thing_name(&report.thing_name, "thingName").first() {
+        if let Some(problem) =
+            validate::validate_thing_name(&report.thing_name, "thingName").first()
+        {
             return ReportOutcome::Rejected(ReportRejection {
                 error_code: "InvalidPayload".to_string(),
                 error_message: problem.to_string(),
                 report_id: Some(parsed.report_id),
             });
         }
-        self.last_report.insert(report.thing_name.clone(), report.received_at);
+        self.last_report
+            .insert(report.thing_name.clone(), report.received_at);
         for point in parsed.datapoints {
             let datapoint = Datapoint {
                 thing_name: report.thing_name.clone(),
@@ -257,7 +275,12 @@ impl Engine {
         ReportOutcome::Accepted(parsed.report_id)
     }
 
-    fn check_report_rate(&self, thing: &str, at: Timestamp, report_id: u64) -> Option<ReportRejection> {
+    fn check_report_rate(
+        &self,
+        thing: &str,
+        at: Timestamp,
+        report_id: u64,
+    ) -> Option<ReportRejection> {
         let last = *self.last_report.get(thing)?;
         let wait = last + MIN_REPORT_INTERVAL_MS - at;
         (wait > 0).then(|| ReportRejection {
@@ -276,7 +299,9 @@ impl Engine {
     pub fn ingest_datapoints(&mut self, datapoints: &[Datapoint]) -> IngestResult {
         let mut result = IngestResult::default();
         for (index, datapoint) in datapoints.iter().enumerate() {
-            if let Some(problem) = validate::validate_thing_name(&datapoint.thing_name, "thingName").first() {
+            if let Some(problem) =
+                validate::validate_thing_name(&datapoint.thing_name, "thingName").first()
+            {
                 result.rejected.push(rejection(index, problem.to_string()));
                 continue;
             }
@@ -297,7 +322,10 @@ impl Engine {
                 continue;
             }
             result.events.extend(self.advance_time(event.timestamp));
-            let seen = self.last_seen.entry(event.thing_name.clone()).or_insert(event.timestamp);
+            let seen = self
+                .last_seen
+                .entry(event.thing_name.clone())
+                .or_insert(event.timestamp);
             *seen = (*seen).max(event.timestamp);
             self.cloud.add(event);
             result.accepted += 1;
@@ -306,7 +334,8 @@ impl Engine {
     }
 
     fn check_cloud_event(&self, event: &CloudEvent) -> Option<String> {
-        if let Some(problem) = validate::validate_thing_name(&event.thing_name, "thingName").first() {
+        if let Some(problem) = validate::validate_thing_name(&event.thing_name, "thingName").first()
+        {
             return Some(problem.to_string());
         }
         if event.count == 0 {
@@ -374,7 +403,10 @@ impl Engine {
             .filter(|record| record.active)
             .filter_map(|record| {
                 let seen = self.last_seen.get(&record.thing_name)?;
-                Some((seen + SILENCE_INVALIDATES_AFTER_MS, record.violation_id.clone()))
+                Some((
+                    seen + SILENCE_INVALIDATES_AFTER_MS,
+                    record.violation_id.clone(),
+                ))
             })
             .min()
     }
@@ -382,7 +414,9 @@ impl Engine {
     /// Invalidates an alarm and resets the alarm counters of its behavior state.
     fn invalidate(&mut self, violation_id: &str, at: Timestamp) -> Option<ViolationEvent> {
         let record = self.violations.get(violation_id)?.clone();
-        if let Some(state) = self.behavior_state_mut(&record.security_profile_name, &record.behavior.name) {
+        if let Some(state) =
+            self.behavior_state_mut(&record.security_profile_name, &record.behavior.name)
+        {
             state.reset_alarm(&record.thing_name);
         }
         self.violations.invalidate(violation_id, at)
@@ -438,11 +472,15 @@ impl Engine {
                 )]));
             }
         }
-        self.violations.set_verification(violation_id, state, description)
+        self.violations
+            .set_verification(violation_id, state, description)
     }
 
     /// Training summaries of the ML behaviors of one profile, or of all profiles.
-    pub fn training_summaries(&self, profile: Option<&str>) -> Result<Vec<BehaviorModelTrainingSummary>> {
+    pub fn training_summaries(
+        &self,
+        profile: Option<&str>,
+    ) -> Result<Vec<BehaviorModelTrainingSummary>> {
         let selected: Vec<&ProfileState> = match profile {
             Some(name) => vec![self.profile(name)?],
             None => self.profiles.values().collect(),
@@ -455,7 +493,9 @@ impl Engine {
     }
 
     fn profile(&self, name: &str) -> Result<&ProfileState> {
-        self.profiles.get(name).ok_or_else(|| profile_not_found(name))
+        self.profiles
+            .get(name)
+            .ok_or_else(|| profile_not_found(name))
     }
 }
 

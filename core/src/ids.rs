@@ -34,7 +34,10 @@ mod tests {
     fn ids_are_32_lowercase_hex_characters() {
         let id = hex_id(&["lamp-1", "profile", "behavior", "1700000000000"]);
         assert_eq!(id.len(), 32);
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
     }
 
     #[test]

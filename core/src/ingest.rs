@@ -128,7 +128,10 @@ impl PeriodCounters {
         let mut points = vec![
             ("aws:num-connection-attempts", self.connection_attempts),
             ("aws:num-disconnects", self.disconnects),
-            ("aws:num-authorization-failures", self.authorization_failures),
+            (
+                "aws:num-authorization-failures",
+                self.authorization_failures,
+            ),
             ("aws:num-messages-sent", self.messages_sent),
             ("aws:num-messages-received", self.messages_received),
         ];
@@ -155,7 +158,10 @@ impl CloudPeriods {
 
     /// End of the earliest open period.
     pub fn earliest_end(&self) -> Option<Timestamp> {
-        self.open.keys().next().map(|(period, _)| (period + 1) * PERIOD_MS)
+        self.open
+            .keys()
+            .next()
+            .map(|(period, _)| (period + 1) * PERIOD_MS)
     }
 
     /// Closes every period that ends at `end` and returns its datapoints.

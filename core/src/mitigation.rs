@@ -71,7 +71,8 @@ impl Mitigation {
                 action.action_name
             )));
         }
-        self.actions.insert(action.action_name.clone(), action.clone());
+        self.actions
+            .insert(action.action_name.clone(), action.clone());
         Ok(action)
     }
 
@@ -136,11 +137,19 @@ impl Mitigation {
     }
 
     /// Hands out the next execution waiting for the host.
-    pub fn next_pending(&mut self, task_id: &str, now: Timestamp) -> Result<Option<PendingExecution>> {
+    pub fn next_pending(
+        &mut self,
+        task_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<PendingExecution>> {
         let task = self.task_mut(task_id)?;
-        let next = task.executions.iter().enumerate().position(|(index, execution)| {
-            execution.status == ExecutionStatus::InProgress && !task.handed_out.contains(&index)
-        });
+        let next = task
+            .executions
+            .iter()
+            .enumerate()
+            .position(|(index, execution)| {
+                execution.status == ExecutionStatus::InProgress && !task.handed_out.contains(&index)
+            });
         let Some(index) = next else {
             return Ok(None);
         };
@@ -192,7 +201,11 @@ impl Mitigation {
     }
 
     /// Cancels a task; executions not yet ended are skipped.
-    pub fn cancel(&mut self, task_id: &str, now: Timestamp) -> Result<DetectMitigationActionsTaskSummary> {
+    pub fn cancel(
+        &mut self,
+        task_id: &str,
+        now: Timestamp,
+    ) -> Result<DetectMitigationActionsTaskSummary> {
         let task = self.task_mut(task_id)?;
         if task.summary.task_status != TaskStatus::InProgress {
             return Err(Error::InvalidRequest(format!(
@@ -220,11 +233,17 @@ impl Mitigation {
     }
 
     fn task_mut(&mut self, task_id: &str) -> Result<&mut Task> {
-        self.tasks.get_mut(task_id).ok_or_else(|| task_not_found(task_id))
+        self.tasks
+            .get_mut(task_id)
+            .ok_or_else(|| task_not_found(task_id))
     }
 
     /// Tasks started in `[start, end]`, oldest first.
-    pub fn tasks(&self, start: Timestamp, end: Timestamp) -> Vec<DetectMitigationActionsTaskSummary> {
+    pub fn tasks(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Vec<DetectMitigationActionsTaskSummary> {
         let mut tasks: Vec<_> = self
             .tasks
             .values()
@@ -239,7 +258,10 @@ impl Mitigation {
     pub fn executions(&self) -> Vec<DetectMitigationActionExecution> {
         let mut tasks: Vec<&Task> = self.tasks.values().collect();
         tasks.sort_by_key(|t| t.summary.task_start_time);
-        tasks.iter().flat_map(|t| t.executions.iter().cloned()).collect()
+        tasks
+            .iter()
+            .flat_map(|t| t.executions.iter().cloned())
+            .collect()
     }
 }
 
@@ -266,7 +288,12 @@ fn new_summary(
     }
 }
 
-fn plan_executions(task: &mut Task, actions: &[MitigationAction], candidate: Candidate, now: Timestamp) {
+fn plan_executions(
+    task: &mut Task,
+    actions: &[MitigationAction],
+    candidate: Candidate,
+    now: Timestamp,
+) {
     let violation = candidate.violation;
     for action in actions {
         let execution = DetectMitigationActionExecution {
@@ -286,7 +313,8 @@ fn plan_executions(task: &mut Task, actions: &[MitigationAction], candidate: Can
             task.skip(index, reason.clone(), now);
         }
     }
-    task.violations.insert(violation.violation_id.clone(), violation);
+    task.violations
+        .insert(violation.violation_id.clone(), violation);
 }
 
 impl Task {
@@ -303,7 +331,11 @@ impl Task {
         statistics.actions_executed += 1;
         let execution = &mut self.executions[index];
         execution.execution_end_date = Some(now);
-        let ExecutionOutcome::Failed { error_code, message } = outcome else {
+        let ExecutionOutcome::Failed {
+            error_code,
+            message,
+        } = outcome
+        else {
             execution.status = ExecutionStatus::Successful;
             return;
         };
@@ -341,7 +373,11 @@ impl Task {
             return;
         }
         let failed = self.summary.task_statistics.actions_failed > 0;
-        self.summary.task_status = if failed { TaskStatus::Failed } else { TaskStatus::Successful };
+        self.summary.task_status = if failed {
+            TaskStatus::Failed
+        } else {
+            TaskStatus::Successful
+        };
         self.summary.task_end_time = Some(now);
     }
 }

@@ -185,7 +185,12 @@ impl SeasonalModel {
     }
 
     /// Scores `value` and explains the result against the range of `level`.
-    pub fn explain(&self, timestamp: Timestamp, value: f64, level: ConfidenceLevel) -> MlExplanation {
+    pub fn explain(
+        &self,
+        timestamp: Timestamp,
+        value: f64,
+        level: ConfidenceLevel,
+    ) -> MlExplanation {
         let expected = self.expectation(timestamp);
         let cutoff = z_cutoff(level);
         let score = self.score(timestamp, value);
@@ -280,7 +285,10 @@ mod tests {
     fn count_scale_round_trips() {
         for x in [0.0, 1.0, 7.5, 1e6] {
             let back = Scale::Count.inverse(Scale::Count.forward(x));
-            assert!((back - x).abs() < 1e-6 * (1.0 + x), "{x} came back as {back}");
+            assert!(
+                (back - x).abs() < 1e-6 * (1.0 + x),
+                "{x} came back as {back}"
+            );
         }
     }
 

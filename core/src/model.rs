@@ -554,14 +554,36 @@ impl MitigationActionParams {
     pub fn set_types(&self) -> Vec<MitigationActionType> {
         use MitigationActionType as T;
         let members = [
-            (self.update_device_certificate_params.is_some(), T::UpdateDeviceCertificate),
-            (self.update_ca_certificate_params.is_some(), T::UpdateCaCertificate),
-            (self.add_things_to_thing_group_params.is_some(), T::AddThingsToThingGroup),
-            (self.replace_default_policy_version_params.is_some(), T::ReplaceDefaultPolicyVersion),
-            (self.enable_iot_logging_params.is_some(), T::EnableIotLogging),
-            (self.publish_finding_to_sns_params.is_some(), T::PublishFindingToSns),
+            (
+                self.update_device_certificate_params.is_some(),
+                T::UpdateDeviceCertificate,
+            ),
+            (
+                self.update_ca_certificate_params.is_some(),
+                T::UpdateCaCertificate,
+            ),
+            (
+                self.add_things_to_thing_group_params.is_some(),
+                T::AddThingsToThingGroup,
+            ),
+            (
+                self.replace_default_policy_version_params.is_some(),
+                T::ReplaceDefaultPolicyVersion,
+            ),
+            (
+                self.enable_iot_logging_params.is_some(),
+                T::EnableIotLogging,
+            ),
+            (
+                self.publish_finding_to_sns_params.is_some(),
+                T::PublishFindingToSns,
+            ),
         ];
-        members.into_iter().filter(|(set, _)| *set).map(|(_, t)| t).collect()
+        members
+            .into_iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, t)| t)
+            .collect()
     }
 }
 

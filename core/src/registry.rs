@@ -97,7 +97,10 @@ impl Registry {
 
     /// Adds a thing to a group, registering the thing.
     pub fn add_to_group(&mut self, thing: &str, group: &str) -> Result<()> {
-        let members = self.groups.get_mut(group).ok_or_else(|| group_not_found(group))?;
+        let members = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| group_not_found(group))?;
         members.insert(thing.to_string());
         self.things.insert(thing.to_string());
         Ok(())
@@ -105,14 +108,20 @@ impl Registry {
 
     /// Removes a thing from a group.
     pub fn remove_from_group(&mut self, thing: &str, group: &str) -> Result<()> {
-        let members = self.groups.get_mut(group).ok_or_else(|| group_not_found(group))?;
+        let members = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| group_not_found(group))?;
         members.remove(thing);
         Ok(())
     }
 
     /// Members of a group, sorted.
     pub fn members(&self, group: &str) -> Result<Vec<String>> {
-        let members = self.groups.get(group).ok_or_else(|| group_not_found(group))?;
+        let members = self
+            .groups
+            .get(group)
+            .ok_or_else(|| group_not_found(group))?;
         Ok(members.iter().cloned().collect())
     }
 
@@ -177,7 +186,10 @@ mod tests {
         registry.create_group("quarantine").unwrap();
         registry.add_to_group("lamp-1", "quarantine").unwrap();
         assert_eq!(registry.groups_of("lamp-1"), vec!["quarantine".to_string()]);
-        assert_eq!(registry.members("quarantine").unwrap(), vec!["lamp-1".to_string()]);
+        assert_eq!(
+            registry.members("quarantine").unwrap(),
+            vec!["lamp-1".to_string()]
+        );
         assert!(registry.covers(&Target::Group("quarantine".into()), "lamp-1"));
         registry.remove_from_group("lamp-1", "quarantine").unwrap();
         assert!(registry.groups_of("lamp-1").is_empty());

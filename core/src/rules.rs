@@ -26,7 +26,11 @@ pub fn conforms(
             let addresses = observed.cidrs.as_ref()?;
             let all_inside = addresses.iter().all(|a| cidr_set_contains(set, a));
             let none_inside = addresses.iter().all(|a| !cidr_set_contains(set, a));
-            Some(if operator == Op::InCidrSet { all_inside } else { none_inside })
+            Some(if operator == Op::InCidrSet {
+                all_inside
+            } else {
+                none_inside
+            })
         }
         Op::InPortSet | Op::NotInPortSet => {
             let set = expected.ports.as_ref()?;
@@ -51,7 +55,11 @@ fn compare_scalar(operator: ComparisonOperator, value: f64, threshold: f64) -> b
     }
 }
 
-fn set_conforms(expect_inside: bool, expected: &MetricValue, observed: &MetricValue) -> Option<bool> {
+fn set_conforms(
+    expect_inside: bool,
+    expected: &MetricValue,
+    observed: &MetricValue,
+) -> Option<bool> {
     if let (Some(set), Some(values)) = (&expected.strings, &observed.strings) {
         let inside = |v: &String| set.contains(v);
         return Some(if expect_inside {
@@ -158,36 +166,88 @@ mod tests {
     #[test]
     fn numeric_operators_state_the_expected_side() {
         let fifty = MetricValue::count(50);
-        assert_eq!(conforms(Op::LessThanEquals, &fifty, &MetricValue::count(50)), Some(true));
-        assert_eq!(conforms(Op::LessThanEquals, &fifty, &MetricValue::count(51)), Some(false));
-        assert_eq!(conforms(Op::LessThan, &fifty, &MetricValue::count(50)), Some(false));
-        assert_eq!(conforms(Op::GreaterThan, &fifty, &MetricValue::count(51)), Some(true));
-        assert_eq!(conforms(Op::GreaterThanEquals, &fifty, &MetricValue::count(49)), Some(false));
-        assert_eq!(conforms(Op::LessThan, &MetricValue::number(1.5), &MetricValue::number(1.0)), Some(true));
+        assert_eq!(
+            conforms(Op::LessThanEquals, &fifty, &MetricValue::count(50)),
+            Some(true)
+        );
+        assert_eq!(
+            conforms(Op::LessThanEquals, &fifty, &MetricValue::count(51)),
+            Some(false)
+        );
+        assert_eq!(
+            conforms(Op::LessThan, &fifty, &MetricValue::count(50)),
+            Some(false)
+        );
+        assert_eq!(
+            conforms(Op::GreaterThan, &fifty, &MetricValue::count(51)),
+            Some(true)
+        );
+        assert_eq!(
+            conforms(Op::GreaterThanEquals, &fifty, &MetricValue::count(49)),
+            Some(false)
+        );
+        assert_eq!(
+            conforms(
+                Op::LessThan,
+                &MetricValue::number(1.5),
+                &MetricValue::number(1.0)
+            ),
+            Some(true)
+        );
     }
 
     #[test]
     fn port_sets_flag_unexpected_ports() {
         let allowed = ports(&[443, 8883]);
-        assert_eq!(conforms(Op::InPortSet, &allowed, &ports(&[443])), Some(true));
-        assert_eq!(conforms(Op::InPortSet, &allowed, &ports(&[443, 22])), Some(false));
-        assert_eq!(conforms(Op::NotInPortSet, &allowed, &ports(&[22])), Some(true));
-        assert_eq!(conforms(Op::NotInPortSet, &allowed, &ports(&[22, 8883])), Some(false));
+        assert_eq!(
+            conforms(Op::InPortSet, &allowed, &ports(&[443])),
+            Some(true)
+        );
+        assert_eq!(
+            conforms(Op::InPortSet, &allowed, &ports(&[443, 22])),
+            Some(false)
+        );
+        assert_eq!(
+            conforms(Op::NotInPortSet, &allowed, &ports(&[22])),
+            Some(true)
+        );
+        assert_eq!(
+            conforms(Op::NotInPortSet, &allowed, &ports(&[22, 8883])),
+            Some(false)
+        );
     }
 
     #[test]
     fn empty_lists_always_conform() {
-        assert_eq!(conforms(Op::InPortSet, &ports(&[443]), &ports(&[])), Some(true));
-        assert_eq!(conforms(Op::NotInCidrSet, &cidrs(&["10.0.0.0/8"]), &cidrs(&[])), Some(true));
+        assert_eq!(
+            conforms(Op::InPortSet, &ports(&[443]), &ports(&[])),
+            Some(true)
+        );
+        assert_eq!(
+            conforms(Op::NotInCidrSet, &cidrs(&["10.0.0.0/8"]), &cidrs(&[])),
+            Some(true)
+        );
     }
 
     #[test]
     fn cidr_sets_match_blocks_and_addresses() {
         let private = cidrs(&["10.0.0.0/8", "fd00::/8"]);
-        assert_eq!(conforms(Op::InCidrSet, &private, &cidrs(&["10.1.2.3"])), Some(true));
-        assert_eq!(conforms(Op::InCidrSet, &private, &cidrs(&["10.1.2.3", "8.8.8.8"])), Some(false));
-        assert_eq!(conforms(Op::NotInCidrSet, &private, &cidrs(&["fd12::1"])), Some(false));
-        assert_eq!(conforms(Op::NotInCidrSet, &private, &cidrs(&["2001:db8::1"])), Some(true));
+        assert_eq!(
+            conforms(Op::InCidrSet, &private, &cidrs(&["10.1.2.3"])),
+            Some(true)
+        );
+        assert_eq!(
+            conforms(Op::InCidrSet, &private, &cidrs(&["10.1.2.3", "8.8.8.8"])),
+            Some(false)
+        );
+        assert_eq!(
+            conforms(Op::NotInCidrSet, &private, &cidrs(&["fd12::1"])),
+            Some(false)
+        );
+        assert_eq!(
+            conforms(Op::NotInCidrSet, &private, &cidrs(&["2001:db8::1"])),
+            Some(true)
+        );
     }
 
     #[test]
@@ -200,9 +260,18 @@ mod tests {
             strings: Some(v.iter().map(|s| s.to_string()).collect()),
             ..MetricValue::default()
         };
-        assert_eq!(conforms(Op::InSet, &expected, &observed(&["a"])), Some(true));
-        assert_eq!(conforms(Op::InSet, &expected, &observed(&["a", "c"])), Some(false));
-        assert_eq!(conforms(Op::NotInSet, &expected, &observed(&["c"])), Some(true));
+        assert_eq!(
+            conforms(Op::InSet, &expected, &observed(&["a"])),
+            Some(true)
+        );
+        assert_eq!(
+            conforms(Op::InSet, &expected, &observed(&["a", "c"])),
+            Some(false)
+        );
+        assert_eq!(
+            conforms(Op::NotInSet, &expected, &observed(&["c"])),
+            Some(true)
+        );
         let numbers = MetricValue {
             numbers: Some(vec![1.0, 2.0]),
             ..MetricValue::default()
@@ -211,13 +280,22 @@ mod tests {
             numbers: Some(vec![3.0]),
             ..MetricValue::default()
         };
-        assert_eq!(conforms(Op::NotInSet, &numbers, &observed_numbers), Some(true));
-        assert_eq!(conforms(Op::InSet, &numbers, &observed_numbers), Some(false));
+        assert_eq!(
+            conforms(Op::NotInSet, &numbers, &observed_numbers),
+            Some(true)
+        );
+        assert_eq!(
+            conforms(Op::InSet, &numbers, &observed_numbers),
+            Some(false)
+        );
     }
 
     #[test]
     fn mismatched_members_cannot_be_compared() {
-        assert_eq!(conforms(Op::LessThan, &MetricValue::count(1), &ports(&[1])), None);
+        assert_eq!(
+            conforms(Op::LessThan, &MetricValue::count(1), &ports(&[1])),
+            None
+        );
     }
 
     #[test]

@@ -229,7 +229,10 @@ mod tests {
     fn builds_with_exactly_the_minimum_datapoints() {
         let mut training = Training::default();
         collect(&mut training, MIN_DATAPOINTS, 14);
-        assert_eq!(training.refresh(T0 + 14 * DAY_MS), RefreshOutcome::Built(T0 + 14 * DAY_MS));
+        assert_eq!(
+            training.refresh(T0 + 14 * DAY_MS),
+            RefreshOutcome::Built(T0 + 14 * DAY_MS)
+        );
         assert_eq!(training.status(), ModelStatus::Active);
     }
 
@@ -237,7 +240,10 @@ mod tests {
     fn stays_pending_one_datapoint_short() {
         let mut training = Training::default();
         collect(&mut training, MIN_DATAPOINTS - 1, 14);
-        assert_eq!(training.refresh(T0 + 14 * DAY_MS), RefreshOutcome::NotEnoughData);
+        assert_eq!(
+            training.refresh(T0 + 14 * DAY_MS),
+            RefreshOutcome::NotEnoughData
+        );
         assert_eq!(training.status(), ModelStatus::PendingBuild);
     }
 
@@ -258,7 +264,11 @@ mod tests {
         collect(&mut training, 100, 1);
         let mut at = training.next_refresh().unwrap();
         for attempt in 1..MAX_FAILED_REFRESHES {
-            assert_eq!(training.refresh(at), RefreshOutcome::NotEnoughData, "attempt {attempt}");
+            assert_eq!(
+                training.refresh(at),
+                RefreshOutcome::NotEnoughData,
+                "attempt {attempt}"
+            );
             at = training.next_refresh().unwrap();
         }
         assert_eq!(training.refresh(at), RefreshOutcome::Expired);

@@ -135,7 +135,11 @@ impl Violations {
     }
 
     /// Clears an alarm and returns its `alarm-cleared` event.
-    pub fn clear(&mut self, violation_id: &str, observation: Observation) -> Option<ViolationEvent> {
+    pub fn clear(
+        &mut self,
+        violation_id: &str,
+        observation: Observation,
+    ) -> Option<ViolationEvent> {
         self.close(violation_id, ViolationEventType::AlarmCleared, observation)
     }
 
@@ -145,7 +149,11 @@ impl Violations {
             time,
             ..Observation::default()
         };
-        self.close(violation_id, ViolationEventType::AlarmInvalidated, observation)
+        self.close(
+            violation_id,
+            ViolationEventType::AlarmInvalidated,
+            observation,
+        )
     }
 
     fn close(
@@ -247,7 +255,8 @@ impl Violations {
             .map(to_active)
             .collect();
         active.sort_by(|a, b| {
-            (a.violation_start_time, &a.violation_id).cmp(&(b.violation_start_time, &b.violation_id))
+            (a.violation_start_time, &a.violation_id)
+                .cmp(&(b.violation_start_time, &b.violation_id))
         });
         active
     }
@@ -272,7 +281,10 @@ impl Violations {
 }
 
 fn matches(filter: &ViolationFilter, record: &ViolationRecord, behavior: &Behavior) -> bool {
-    let thing = filter.thing_name.as_ref().is_none_or(|t| *t == record.thing_name);
+    let thing = filter
+        .thing_name
+        .as_ref()
+        .is_none_or(|t| *t == record.thing_name);
     let profile = filter
         .security_profile_name
         .as_ref()

@@ -47,17 +47,36 @@ pub struct BenchResult {
 
 /// Runs the benchmark and prints the figures.
 pub fn run(args: &BenchArgs, core: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
-    anyhow::ensure!(args.things > 0 && args.batch > 0, "--things and --batch must be positive");
+    anyhow::ensure!(
+        args.things > 0 && args.batch > 0,
+        "--things and --batch must be positive"
+    );
     let result = measure(args, core)?;
     writeln!(
         out,
         "bench: {} things, 1 ML behavior, {} datapoints scored and learned after one training day, batches of {}",
         args.things, args.datapoints, args.batch
     )?;
-    writeln!(out, "native engine:     {:>12.0} datapoints/s", result.native_per_second)?;
-    writeln!(out, "wasmtime component:{:>12.0} datapoints/s", result.wasm_per_second)?;
-    writeln!(out, "ratio (wasmtime / native): {:.2}", result.wasm_per_second / result.native_per_second)?;
-    writeln!(out, "model state: {:.0} bytes per (thing, metric), measured as snapshot size / things", result.state_bytes_per_series)?;
+    writeln!(
+        out,
+        "native engine:     {:>12.0} datapoints/s",
+        result.native_per_second
+    )?;
+    writeln!(
+        out,
+        "wasmtime component:{:>12.0} datapoints/s",
+        result.wasm_per_second
+    )?;
+    writeln!(
+        out,
+        "ratio (wasmtime / native): {:.2}",
+        result.wasm_per_second / result.native_per_second
+    )?;
+    writeln!(
+        out,
+        "model state: {:.0} bytes per (thing, metric), measured as snapshot size / things",
+        result.state_bytes_per_series
+    )?;
     writeln!(
         out,
         "BENCH native_dps={:.0} wasm_dps={:.0} ratio={:.3} state_bytes_per_series={:.0}",
@@ -71,7 +90,11 @@ pub fn run(args: &BenchArgs, core: &Path, out: &mut dyn Write) -> anyhow::Result
 
 /// Runs both engines over the same datapoints and times the part after training.
 pub fn measure(args: &BenchArgs, core: &Path) -> anyhow::Result<BenchResult> {
-    let training = generate(args.things, args.things * (DAY_MS / PERIOD_MS) as usize + args.things, 0);
+    let training = generate(
+        args.things,
+        args.things * (DAY_MS / PERIOD_MS) as usize + args.things,
+        0,
+    );
     let start = training.last().map_or(0, |d| d.timestamp + PERIOD_MS);
     let timed = generate(args.things, args.datapoints, start);
 
@@ -80,7 +103,12 @@ pub fn measure(args: &BenchArgs, core: &Path) -> anyhow::Result<BenchResult> {
     for batch in training.chunks(args.batch) {
         native.ingest_datapoints(batch);
     }
-    ensure_active(native.training_summaries(Some(PROFILE_NAME))?.first().map(|s| s.model_status))?;
+    ensure_active(
+        native
+            .training_summaries(Some(PROFILE_NAME))?
+            .first()
+            .map(|s| s.model_status),
+    )?;
     let clock = Instant::now();
     for batch in timed.chunks(args.batch) {
         native.ingest_datapoints(batch);
@@ -106,7 +134,10 @@ pub fn measure(args: &BenchArgs, core: &Path) -> anyhow::Result<BenchResult> {
 }
 
 fn ensure_active(status: Option<ModelStatus>) -> anyhow::Result<()> {
-    anyhow::ensure!(status == Some(ModelStatus::Active), "the benchmark model did not become active after training: {status:?}");
+    anyhow::ensure!(
+        status == Some(ModelStatus::Active),
+        "the benchmark model did not become active after training: {status:?}"
+    );
     Ok(())
 }
 
@@ -126,7 +157,9 @@ fn bench_profile() -> SecurityProfile {
             metric: Some(METRIC.to_string()),
             metric_dimension: None,
             criteria: Some(BehaviorCriteria {
-                ml_detection_config: Some(MachineLearningDetectionConfig { confidence_level: ConfidenceLevel::High }),
+                ml_detection_config: Some(MachineLearningDetectionConfig {
+                    confidence_level: ConfidenceLevel::High,
+                }),
                 ..BehaviorCriteria::default()
             }),
             suppress_alerts: None,

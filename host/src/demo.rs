@@ -97,7 +97,10 @@ pub struct DemoReport {
 impl DemoReport {
     /// Attacks whose matching behavior alarmed.
     pub fn caught(&self) -> usize {
-        self.attacks.iter().filter(|a| a.delay_datapoints.is_some()).count()
+        self.attacks
+            .iter()
+            .filter(|a| a.delay_datapoints.is_some())
+            .count()
     }
 }
 
@@ -110,7 +113,11 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<DemoRep
         .load(&options.plugins_dir)
         .context("failed to load the mitigation plugins")?;
 
-    writeln!(out, "Vigil demo: {} things, {} simulated days, seed {}", options.things, options.days, options.seed)?;
+    writeln!(
+        out,
+        "Vigil demo: {} things, {} simulated days, seed {}",
+        options.things, options.days, options.seed
+    )?;
     let mut fleet = Fleet::new(options.things, options.seed);
     register_fleet(&mut engine, &fleet)?;
     create_profile(&mut engine, out)?;
@@ -122,7 +129,14 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<DemoRep
     list_violations(&mut engine, attack_start, end, out)?;
     let quarantined = mitigate(&mut engine, &mut plugins, end, out)?;
 
-    let report = summarize(&fleet, &attacked, &events, &quarantined, options, attack_start);
+    let report = summarize(
+        &fleet,
+        &attacked,
+        &events,
+        &quarantined,
+        options,
+        attack_start,
+    );
     print_summary(&report, started.elapsed(), out)?;
     Ok(report)
 }
@@ -154,8 +168,11 @@ fn create_profile(engine: &mut CoreEngine, out: &mut dyn Write) -> anyhow::Resul
         ..SecurityProfile::default()
     };
     let stored = engine.create_security_profile(profile, DEMO_START)?;
-    let created = json!({"securityProfileName": stored.profile.name, "securityProfileArn": stored.arn});
-    let command = format!("aws iot create-security-profile --security-profile-name {PROFILE_NAME} --behaviors file://profile.json");
+    let created =
+        json!({"securityProfileName": stored.profile.name, "securityProfileArn": stored.arn});
+    let command = format!(
+        "aws iot create-security-profile --security-profile-name {PROFILE_NAME} --behaviors file://profile.json"
+    );
     print_command(out, &command, &created)?;
 
     let target = format!("arn:aws:iot:eu-west-1:123456789012:thinggroup/{FLEET_GROUP}");
@@ -167,7 +184,11 @@ fn create_profile(engine: &mut CoreEngine, out: &mut dyn Write) -> anyhow::Resul
 }
 
 /// Picks attacked things spread over the fleet and the device classes.
-fn schedule_attacks(fleet: &mut Fleet, per_kind: usize, start: Timestamp) -> BTreeMap<String, (AttackKind, Timestamp)> {
+fn schedule_attacks(
+    fleet: &mut Fleet,
+    per_kind: usize,
+    start: Timestamp,
+) -> BTreeMap<String, (AttackKind, Timestamp)> {
     let total = AttackKind::ALL.len() * per_kind;
     let stride = (fleet.things.len() / total.max(1)).max(1);
     let mut attacked = BTreeMap::new();
@@ -199,7 +220,10 @@ fn simulate(
         }
         let result = engine.ingest_cloud_events(fleet.period_events(start))?;
         if let Some(rejection) = result.rejected.first() {
-            anyhow::bail!("the engine rejected simulated events: {}", rejection.message);
+            anyhow::bail!(
+                "the engine rejected simulated events: {}",
+                rejection.message
+            );
         }
         events.extend(result.events);
         progress.inc(1);
@@ -214,9 +238,10 @@ fn progress_bar(enabled: bool, periods: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(periods);
-    let style = ProgressStyle::with_template("{spinner} simulating {pos}/{len} periods [{bar:40}] {eta}")
-        .expect("the progress template is valid")
-        .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{spinner} simulating {pos}/{len} periods [{bar:40}] {eta}")
+            .expect("the progress template is valid")
+            .progress_chars("=> ");
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
@@ -230,7 +255,9 @@ fn on_day_boundary(engine: &mut CoreEngine, day: i64, out: &mut dyn Write) -> an
             json!({ "summaries": summaries }),
             &["trainingDataCollectionStartDate", "lastModelRefreshDate"],
         );
-        let command = format!("aws iot get-behavior-model-training-summaries --security-profile-name {PROFILE_NAME}");
+        let command = format!(
+            "aws iot get-behavior-model-training-summaries --security-profile-name {PROFILE_NAME}"
+        );
         print_command(out, &command, &value)?;
     }
     if day == UPDATE_DAY {
@@ -247,16 +274,30 @@ fn update_profile(engine: &mut CoreEngine, out: &mut dyn Write) -> anyhow::Resul
     };
     let now = DEMO_START + UPDATE_DAY * DAY_MS;
     let (stored, _) = engine.update_security_profile(profile, None, now)?;
-    writeln!(out, "\n# Day {UPDATE_DAY}: unsuppress alerts and make disconnects more sensitive")?;
-    let command = format!("aws iot update-security-profile --security-profile-name {PROFILE_NAME} --behaviors file://update.json");
+    writeln!(
+        out,
+        "\n# Day {UPDATE_DAY}: unsuppress alerts and make disconnects more sensitive"
+    )?;
+    let command = format!(
+        "aws iot update-security-profile --security-profile-name {PROFILE_NAME} --behaviors file://update.json"
+    );
     print_command(out, &command, &stored)
 }
 
-fn list_violations(engine: &mut CoreEngine, attack_start: Timestamp, end: Timestamp, out: &mut dyn Write) -> anyhow::Result<()> {
+fn list_violations(
+    engine: &mut CoreEngine,
+    attack_start: Timestamp,
+    end: Timestamp,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     writeln!(out, "\n# End of the simulation")?;
     let active = engine.list_active_violations(ViolationFilter::default())?;
     let shown: Vec<_> = active.iter().take(10).collect();
-    print_command(out, "aws iot list-active-violations --max-results 10", &json!({ "activeViolations": shown }))?;
+    print_command(
+        out,
+        "aws iot list-active-violations --max-results 10",
+        &json!({ "activeViolations": shown }),
+    )?;
 
     let from = attack_start - 3_600_000;
     let events = engine.list_violation_events(ViolationFilter::default(), from, end)?;
@@ -271,18 +312,39 @@ fn list_violations(engine: &mut CoreEngine, attack_start: Timestamp, end: Timest
 
 /// Creates the quarantine group and action, starts a task over the active violations, runs it
 /// through the plugins and returns the things in the quarantine group.
-fn mitigate(engine: &mut CoreEngine, plugins: &mut PluginHost, now: Timestamp, out: &mut dyn Write) -> anyhow::Result<BTreeSet<String>> {
+fn mitigate(
+    engine: &mut CoreEngine,
+    plugins: &mut PluginHost,
+    now: Timestamp,
+    out: &mut dyn Write,
+) -> anyhow::Result<BTreeSet<String>> {
     writeln!(out, "\n# Mitigate: quarantine the things in alarm")?;
     let group_arn = engine.create_thing_group(QUARANTINE_GROUP)?;
     let created = json!({"thingGroupName": QUARANTINE_GROUP, "thingGroupArn": group_arn, "thingGroupId": uuid_from(&[QUARANTINE_GROUP])});
-    print_command(out, &format!("aws iot create-thing-group --thing-group-name {QUARANTINE_GROUP}"), &created)?;
+    print_command(
+        out,
+        &format!("aws iot create-thing-group --thing-group-name {QUARANTINE_GROUP}"),
+        &created,
+    )?;
 
     let params: MitigationActionParams = serde_json::from_value(json!({
         "addThingsToThingGroupParams": {"thingGroupNames": [QUARANTINE_GROUP], "overrideDynamicGroups": false}
     }))?;
-    let action = engine.create_mitigation_action(ACTION_NAME, &uuid_from(&[ACTION_NAME]), ROLE_ARN, params, now)?;
-    let command = format!("aws iot create-mitigation-action --action-name {ACTION_NAME} --role-arn {ROLE_ARN} --action-params file://params.json");
-    print_command(out, &command, &json!({"actionArn": action.action_arn, "actionId": action.action_id}))?;
+    let action = engine.create_mitigation_action(
+        ACTION_NAME,
+        &uuid_from(&[ACTION_NAME]),
+        ROLE_ARN,
+        params,
+        now,
+    )?;
+    let command = format!(
+        "aws iot create-mitigation-action --action-name {ACTION_NAME} --role-arn {ROLE_ARN} --action-params file://params.json"
+    );
+    print_command(
+        out,
+        &command,
+        &json!({"actionArn": action.action_arn, "actionId": action.action_id}),
+    )?;
 
     let request = task_request(engine)?;
     engine.start_mitigation_task(request.clone(), now)?;
@@ -293,16 +355,22 @@ fn mitigate(engine: &mut CoreEngine, plugins: &mut PluginHost, now: Timestamp, o
     print_command(out, &command, &json!({"taskId": TASK_ID}))?;
     let summary = crate::mitigate::run_task(engine, plugins, TASK_ID, now)?;
 
-    let filter = ExecutionFilter { task_id: Some(TASK_ID.to_string()), ..ExecutionFilter::default() };
+    let filter = ExecutionFilter {
+        task_id: Some(TASK_ID.to_string()),
+        ..ExecutionFilter::default()
+    };
     let executions = engine.list_mitigation_executions(filter)?;
     let shown: Vec<_> = executions.iter().take(5).collect();
-    let command = format!("aws iot list-detect-mitigation-actions-executions --task-id {TASK_ID} --max-items 5");
+    let command = format!(
+        "aws iot list-detect-mitigation-actions-executions --task-id {TASK_ID} --max-items 5"
+    );
     print_command(out, &command, &json!({ "actionsExecutions": shown }))?;
     let command = format!("aws iot describe-detect-mitigation-actions-task --task-id {TASK_ID}");
     print_command(out, &command, &json!({ "taskSummary": summary }))?;
 
     let things = engine.list_things_in_thing_group(QUARANTINE_GROUP)?;
-    let command = format!("aws iot list-things-in-thing-group --thing-group-name {QUARANTINE_GROUP}");
+    let command =
+        format!("aws iot list-things-in-thing-group --thing-group-name {QUARANTINE_GROUP}");
     print_command(out, &command, &json!({ "things": things }))?;
     Ok(things.into_iter().collect())
 }
@@ -340,12 +408,18 @@ fn summarize(
     options: &DemoOptions,
     attack_start: Timestamp,
 ) -> DemoReport {
-    let in_alarm = || events.iter().filter(|e| e.violation_event_type == ViolationEventType::InAlarm);
+    let in_alarm = || {
+        events
+            .iter()
+            .filter(|e| e.violation_event_type == ViolationEventType::InAlarm)
+    };
     let attacks = attacked
         .iter()
         .map(|(thing, (kind, start))| {
             let first_alarm = in_alarm()
-                .filter(|e| e.thing_name == *thing && e.behavior.metric.as_deref() == Some(kind.metric()))
+                .filter(|e| {
+                    e.thing_name == *thing && e.behavior.metric.as_deref() == Some(kind.metric())
+                })
                 .filter(|e| e.violation_event_time > *start)
                 .map(|e| e.violation_event_time)
                 .min();
@@ -358,7 +432,11 @@ fn summarize(
         })
         .collect();
     let false_alarms = in_alarm()
-        .filter(|e| attacked.get(&e.thing_name).is_none_or(|(_, start)| e.violation_event_time <= *start))
+        .filter(|e| {
+            attacked
+                .get(&e.thing_name)
+                .is_none_or(|(_, start)| e.violation_event_time <= *start)
+        })
         .count();
     let clean_things = fleet.things.len() - attacked.len();
     let monitored_days = (options.days - vigil_core::training::TRAINING_DAYS) as f64;
@@ -368,29 +446,56 @@ fn summarize(
         clean_things,
         false_alarms,
         clean_device_days: clean_things as f64 * monitored_days,
-        clean_quarantined: quarantined.iter().filter(|t| !attacked.contains_key(*t)).count(),
+        clean_quarantined: quarantined
+            .iter()
+            .filter(|t| !attacked.contains_key(*t))
+            .count(),
         datapoints: (fleet.things.len() as u64) * (options.days * DAY_MS / PERIOD_MS) as u64 * 6,
     }
 }
 
-fn print_summary(report: &DemoReport, elapsed: Duration, out: &mut dyn Write) -> anyhow::Result<()> {
+fn print_summary(
+    report: &DemoReport,
+    elapsed: Duration,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     writeln!(out, "\n# Summary")?;
-    writeln!(out, "{:<24} {:<20} {:>14} {:>12}", "thing", "attack", "caught after", "quarantined")?;
+    writeln!(
+        out,
+        "{:<24} {:<20} {:>14} {:>12}",
+        "thing", "attack", "caught after", "quarantined"
+    )?;
     for attack in &report.attacks {
-        let delay = attack
-            .delay_datapoints
-            .map_or("missed".to_string(), |d| format!("{d} datapoint{}", if d == 1 { "" } else { "s" }));
+        let delay = attack.delay_datapoints.map_or("missed".to_string(), |d| {
+            format!("{d} datapoint{}", if d == 1 { "" } else { "s" })
+        });
         let quarantined = if attack.quarantined { "yes" } else { "no" };
-        writeln!(out, "{:<24} {:<20} {:>14} {:>12}", attack.thing, attack.kind.name(), delay, quarantined)?;
+        writeln!(
+            out,
+            "{:<24} {:<20} {:>14} {:>12}",
+            attack.thing,
+            attack.kind.name(),
+            delay,
+            quarantined
+        )?;
     }
     let per_thousand = 1000.0 * report.false_alarms as f64 / report.clean_device_days.max(1.0);
-    writeln!(out, "attacks caught: {}/{}", report.caught(), report.attacks.len())?;
+    writeln!(
+        out,
+        "attacks caught: {}/{}",
+        report.caught(),
+        report.attacks.len()
+    )?;
     writeln!(
         out,
         "false alarms: {} over {:.0} monitored device-days ({per_thousand:.2} per 1,000 device-days)",
         report.false_alarms, report.clean_device_days
     )?;
-    writeln!(out, "clean things quarantined: {} of {}", report.clean_quarantined, report.clean_things)?;
+    writeln!(
+        out,
+        "clean things quarantined: {} of {}",
+        report.clean_quarantined, report.clean_things
+    )?;
     writeln!(out, "wall time: {:.1} s", elapsed.as_secs_f64())?;
     Ok(())
 }

@@ -69,12 +69,12 @@ pub fn locate_core_wasm(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     let mut candidates = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            candidates.push(dir.join(CORE_WASM_NAME));
-            candidates.push(dir.join("../wasm").join(CORE_WASM_NAME));
-            candidates.push(dir.join("../../wasm").join(CORE_WASM_NAME));
-        }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        candidates.push(dir.join(CORE_WASM_NAME));
+        candidates.push(dir.join("../wasm").join(CORE_WASM_NAME));
+        candidates.push(dir.join("../../wasm").join(CORE_WASM_NAME));
     }
     candidates.push(
         Path::new(env!("CARGO_MANIFEST_DIR"))

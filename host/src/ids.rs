@@ -3,5 +3,12 @@
 /// A version-4-shaped UUID derived from `parts`.
 pub fn uuid_from(parts: &[&str]) -> String {
     let hex = vigil_core::ids::hex_id(parts);
-    format!("{}-{}-4{}-a{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
 }

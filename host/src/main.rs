@@ -13,7 +13,11 @@ use vigil_host::engine::locate_core_wasm;
 const LOG_ENV: &str = "VIGIL_LOG";
 
 #[derive(Parser, Debug)]
-#[command(name = "vigil", version, about = "Open IoT fleet anomaly detection compatible with AWS IoT Device Defender Detect")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Open IoT fleet anomaly detection compatible with AWS IoT Device Defender Detect"
+)]
 struct Cli {
     /// Path of the core component (default: vigil-core.wasm next to this binary, then target/wasm).
     #[arg(long, global = true, value_name = "PATH")]
@@ -60,9 +64,28 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            report_error(&error);
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints an error; validation problems get one line each.
+fn report_error(error: &anyhow::Error) {
+    let problems =
+        error
+            .chain()
+            .find_map(|cause| match cause.downcast_ref::<vigil_core::Error>() {
+                Some(vigil_core::Error::ValidationFailed(problems)) => Some(problems),
+                _ => None,
+            });
+    let Some(problems) = problems else {
+        eprintln!("error: {error:#}");
+        return;
+    };
+    eprintln!("error: {error}: {} problem(s) found", problems.len());
+    for problem in problems {
+        eprintln!("  - {problem}");
     }
 }
 

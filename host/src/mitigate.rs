@@ -60,8 +60,19 @@ pub fn run_task(
         let outcome: ExecutionOutcome = outcome.to_execution_outcome().into();
         let execution = &pending.execution;
         engine
-            .record_execution_outcome(task_id, &execution.violation_id, &execution.action_name, outcome, now)
-            .with_context(|| format!("failed to record the outcome of `{}`", execution.action_name))?;
+            .record_execution_outcome(
+                task_id,
+                &execution.violation_id,
+                &execution.action_name,
+                outcome,
+                now,
+            )
+            .with_context(|| {
+                format!(
+                    "failed to record the outcome of `{}`",
+                    execution.action_name
+                )
+            })?;
     }
     engine.describe_mitigation_task(task_id)
 }
@@ -80,7 +91,10 @@ fn execution_context(pending: &PendingExecution) -> ExecutionContext {
         security_profile_name: violation.security_profile_name.clone(),
         behavior: violation.behavior.clone().into(),
         observed_value: violation.metric_value.clone().map(Into::into),
-        additional_info: violation.violation_event_additional_info.clone().map(Into::into),
+        additional_info: violation
+            .violation_event_additional_info
+            .clone()
+            .map(Into::into),
         violation_start_time: violation.violation_event_time,
     }
 }

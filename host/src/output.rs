@@ -8,7 +8,11 @@ use serde_json::Value;
 use vigil_core::model::Timestamp;
 
 /// Writes `$ command` and then `value` as indented JSON.
-pub fn print_command<T: Serialize>(out: &mut dyn Write, command: &str, value: &T) -> anyhow::Result<()> {
+pub fn print_command<T: Serialize>(
+    out: &mut dyn Write,
+    command: &str,
+    value: &T,
+) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(value)?;
     writeln!(out, "\n$ {command}\n{json}")?;
     Ok(())
@@ -40,7 +44,9 @@ fn rewrite_dates(value: &mut Value, fields: &[&str]) {
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| rewrite_dates(item, fields)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| rewrite_dates(item, fields)),
         _ => {}
     }
 }
@@ -60,11 +66,16 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let shifted_month = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -74,12 +85,20 @@ pub fn parse_datetime(text: &str) -> Option<Timestamp> {
     let text = text.trim().trim_end_matches('Z').trim_end_matches("+00:00");
     let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00:00"));
     let mut date_parts = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (date_parts.next()??, date_parts.next()??, date_parts.next()??);
+    let (year, month, day) = (
+        date_parts.next()??,
+        date_parts.next()??,
+        date_parts.next()??,
+    );
     let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
     let mut time_parts = hms.split(':').map(|p| p.parse::<i64>().ok());
     let (hours, minutes) = (time_parts.next()??, time_parts.next()??);
     let seconds = time_parts.next().unwrap_or(Some(0))?;
-    let valid = (1..=12).contains(&month) && (1..=31).contains(&day) && hours < 24 && minutes < 60 && seconds < 61;
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && hours < 24
+        && minutes < 60
+        && seconds < 61;
     if !valid || date_parts.next().is_some() {
         return None;
     }
@@ -129,7 +148,10 @@ mod tests {
     fn rewrites_only_named_date_fields() {
         let value = serde_json::json!({"summaries": [{"lastModelRefreshDate": 0.0, "other": 1.0}]});
         let rewritten = iso_dates(value, &["lastModelRefreshDate"]);
-        assert_eq!(rewritten["summaries"][0]["lastModelRefreshDate"], "1970-01-01T00:00:00.000+00:00");
+        assert_eq!(
+            rewritten["summaries"][0]["lastModelRefreshDate"],
+            "1970-01-01T00:00:00.000+00:00"
+        );
         assert_eq!(rewritten["summaries"][0]["other"], 1.0);
     }
 }

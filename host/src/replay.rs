@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
+use vigil_core::EngineConfig;
 use vigil_core::catalogue::DAY_MS;
 use vigil_core::ingest::{Datapoint, DeviceReport, ReportOutcome};
 use vigil_core::model::{
@@ -19,10 +20,9 @@ use vigil_core::model::{
     MetricValue, SecurityProfile, Timestamp, ViolationEvent, ViolationEventType,
 };
 use vigil_core::report::ReportFormat;
-use vigil_core::EngineConfig;
 
 use crate::engine::CoreEngine;
-use crate::output::{iso8601, iso_dates, parse_datetime, print_command};
+use crate::output::{iso_dates, iso8601, parse_datetime, print_command};
 
 /// Datapoints per engine call.
 const BATCH: usize = 10_000;
@@ -118,7 +118,9 @@ struct Inputs {
 pub fn run(args: &ReplayArgs, core: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut inputs = read_inputs(&args.inputs)?;
     if inputs.series.is_empty() && inputs.reports.is_empty() {
-        bail!("no datapoints found in the inputs; expected CSV files with a `timestamp,value` header or `.jsonl` report files");
+        bail!(
+            "no datapoints found in the inputs; expected CSV files with a `timestamp,value` header or `.jsonl` report files"
+        );
     }
     align_series(&mut inputs.series);
     writeln!(
@@ -135,8 +137,17 @@ pub fn run(args: &ReplayArgs, core: &Path, out: &mut dyn Write) -> anyhow::Resul
     let events = feed(&mut engine, &inputs, args)?;
 
     let summaries = engine.training_summaries(Some(PROFILE_NAME))?;
-    let value = iso_dates(json!({ "summaries": summaries }), &["trainingDataCollectionStartDate", "lastModelRefreshDate"]);
-    print_command(out, &format!("aws iot get-behavior-model-training-summaries --security-profile-name {PROFILE_NAME}"), &value)?;
+    let value = iso_dates(
+        json!({ "summaries": summaries }),
+        &["trainingDataCollectionStartDate", "lastModelRefreshDate"],
+    );
+    print_command(
+        out,
+        &format!(
+            "aws iot get-behavior-model-training-summaries --security-profile-name {PROFILE_NAME}"
+        ),
+        &value,
+    )?;
     if args.events {
         print_events(&events, &inputs.series, out)?;
     }
@@ -155,7 +166,11 @@ fn replay_config(args: &ReplayArgs) -> EngineConfig {
 fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Inputs> {
     let mut inputs = Inputs::default();
     for path in paths {
-        let files = if path.is_dir() { files_in(path)? } else { vec![path.clone()] };
+        let files = if path.is_dir() {
+            files_in(path)?
+        } else {
+            vec![path.clone()]
+        };
         for file in files {
             read_file(&file, &mut inputs)?;
         }
@@ -164,17 +179,24 @@ fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Inputs> {
 }
 
 fn files_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let entries = fs::read_dir(dir).with_context(|| format!("failed to read folder `{}`", dir.display()))?;
+    let entries =
+        fs::read_dir(dir).with_context(|| format!("failed to read folder `{}`", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| matches!(path.extension().and_then(|e| e.to_str()), Some("csv" | "jsonl")))
+        .filter(|path| {
+            matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("csv" | "jsonl")
+            )
+        })
         .collect();
     files.sort();
     Ok(files)
 }
 
 fn read_file(path: &Path, inputs: &mut Inputs) -> anyhow::Result<()> {
-    let text = fs::read_to_string(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("failed to read `{}`", path.display()))?;
     if path.extension().and_then(|e| e.to_str()) == Some("jsonl") {
         read_reports(path, &text, inputs);
     } else {
@@ -184,9 +206,20 @@ fn read_file(path: &Path, inputs: &mut Inputs) -> anyhow::Result<()> {
 }
 
 fn read_csv(path: &Path, text: &str, inputs: &mut Inputs) -> anyhow::Result<()> {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("series");
-    let thing: String = stem.chars().map(|c| if c.is_control() { '_' } else { c }).take(128).collect();
-    let category = path.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("series");
+    let thing: String = stem
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .take(128)
+        .collect();
+    let category = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
     let mut points = Vec::new();
     for (number, line) in text.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
@@ -201,12 +234,20 @@ fn read_csv(path: &Path, text: &str, inputs: &mut Inputs) -> anyhow::Result<()> 
         }
     }
     if text.lines().next().is_none() {
-        bail!("`{}` is empty; expected a `timestamp,value` header row", path.display());
+        bail!(
+            "`{}` is empty; expected a `timestamp,value` header row",
+            path.display()
+        );
     }
     points.sort_by_key(|(t, _)| *t);
     inputs.series.push(Series {
         thing,
-        label_key: format!("{category}/{}", path.file_name().and_then(|n| n.to_str()).unwrap_or_default()),
+        label_key: format!(
+            "{category}/{}",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+        ),
         shift: 0,
         points,
     });
@@ -217,8 +258,9 @@ fn parse_csv_row(line: &str) -> Result<(Timestamp, f64), String> {
     let (timestamp, value) = line
         .split_once(',')
         .ok_or_else(|| format!("expected `timestamp,value`, got `{line}`"))?;
-    let timestamp = parse_datetime(timestamp.trim_matches('"'))
-        .ok_or_else(|| format!("invalid timestamp `{timestamp}`, expected `YYYY-MM-DD HH:MM:SS`"))?;
+    let timestamp = parse_datetime(timestamp.trim_matches('"')).ok_or_else(|| {
+        format!("invalid timestamp `{timestamp}`, expected `YYYY-MM-DD HH:MM:SS`")
+    })?;
     let value: f64 = value
         .trim()
         .trim_matches('"')
@@ -246,10 +288,15 @@ fn read_reports(path: &Path, text: &str, inputs: &mut Inputs) {
 }
 
 fn parse_report_line(line: &str) -> Result<DeviceReport, String> {
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
-    let thing = value["thingName"].as_str().ok_or("missing string field `thingName`")?;
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    let thing = value["thingName"]
+        .as_str()
+        .ok_or("missing string field `thingName`")?;
     let timestamp = match &value["timestamp"] {
-        serde_json::Value::Number(seconds) => seconds.as_f64().map(|s| (s * 1000.0).round() as Timestamp),
+        serde_json::Value::Number(seconds) => {
+            seconds.as_f64().map(|s| (s * 1000.0).round() as Timestamp)
+        }
         serde_json::Value::String(text) => parse_datetime(text),
         _ => None,
     }
@@ -265,11 +312,18 @@ fn parse_report_line(line: &str) -> Result<DeviceReport, String> {
 
 /// Shifts every series by whole days so that all start on the day the earliest one starts.
 fn align_series(series: &mut [Series]) {
-    let Some(first_day) = series.iter().filter_map(|s| s.points.first()).map(|(t, _)| t.div_euclid(DAY_MS)).min() else {
+    let Some(first_day) = series
+        .iter()
+        .filter_map(|s| s.points.first())
+        .map(|(t, _)| t.div_euclid(DAY_MS))
+        .min()
+    else {
         return;
     };
     for s in series.iter_mut() {
-        let Some((start, _)) = s.points.first() else { continue };
+        let Some((start, _)) = s.points.first() else {
+            continue;
+        };
         s.shift = (first_day - start.div_euclid(DAY_MS)) * DAY_MS;
     }
 }
@@ -297,18 +351,27 @@ fn configure(engine: &mut CoreEngine, args: &ReplayArgs, has_reports: bool) -> a
 }
 
 fn read_profile_behaviors(path: &Path) -> anyhow::Result<Vec<Behavior>> {
-    let text = fs::read_to_string(path).with_context(|| format!("failed to read profile `{}`", path.display()))?;
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("failed to read profile `{}`", path.display()))?;
     #[derive(serde::Deserialize)]
     struct ProfileFile {
         behaviors: Vec<Behavior>,
     }
-    let file: ProfileFile = serde_json::from_str(&text)
-        .with_context(|| format!("failed to parse `{}`: expected {{\"behaviors\": [...]}}", path.display()))?;
+    let file: ProfileFile = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "failed to parse `{}`: expected {{\"behaviors\": [...]}}",
+            path.display()
+        )
+    })?;
     Ok(file.behaviors)
 }
 
 fn ml_behavior(metric: &str, args: &ReplayArgs) -> Behavior {
-    let name: String = metric.trim_start_matches("aws:").chars().map(|c| if c == ':' { '-' } else { c }).collect();
+    let name: String = metric
+        .trim_start_matches("aws:")
+        .chars()
+        .map(|c| if c == ':' { '-' } else { c })
+        .collect();
     Behavior {
         name: format!("{name}-ml-behavior"),
         metric: Some(metric.to_string()),
@@ -316,7 +379,9 @@ fn ml_behavior(metric: &str, args: &ReplayArgs) -> Behavior {
         criteria: Some(BehaviorCriteria {
             consecutive_datapoints_to_alarm: Some(args.datapoints_to_alarm),
             consecutive_datapoints_to_clear: Some(1),
-            ml_detection_config: Some(MachineLearningDetectionConfig { confidence_level: args.confidence.into() }),
+            ml_detection_config: Some(MachineLearningDetectionConfig {
+                confidence_level: args.confidence.into(),
+            }),
             ..BehaviorCriteria::default()
         }),
         suppress_alerts: Some(false),
@@ -333,7 +398,11 @@ fn default_behaviors(args: &ReplayArgs, has_reports: bool) -> Vec<Behavior> {
 }
 
 /// Feeds series datapoints and reports in event-time order and returns every violation event.
-fn feed(engine: &mut CoreEngine, inputs: &Inputs, args: &ReplayArgs) -> anyhow::Result<Vec<ViolationEvent>> {
+fn feed(
+    engine: &mut CoreEngine,
+    inputs: &Inputs,
+    args: &ReplayArgs,
+) -> anyhow::Result<Vec<ViolationEvent>> {
     let mut datapoints: Vec<Datapoint> = inputs
         .series
         .iter()
@@ -352,7 +421,10 @@ fn feed(engine: &mut CoreEngine, inputs: &Inputs, args: &ReplayArgs) -> anyhow::
     for batch in datapoints.chunks(BATCH) {
         let result = engine.ingest_datapoints(batch.to_vec())?;
         for rejection in &result.rejected {
-            eprintln!("datapoint of `{}` rejected: {}", batch[rejection.index as usize].thing_name, rejection.message);
+            eprintln!(
+                "datapoint of `{}` rejected: {}",
+                batch[rejection.index as usize].thing_name, rejection.message
+            );
         }
         events.extend(result.events);
     }
@@ -362,7 +434,11 @@ fn feed(engine: &mut CoreEngine, inputs: &Inputs, args: &ReplayArgs) -> anyhow::
         let (outcomes, report_events) = engine.ingest_reports(batch.to_vec())?;
         for (report, outcome) in batch.iter().zip(outcomes) {
             if let ReportOutcome::Rejected(rejection) = outcome {
-                eprintln!("report of `{}` at {} rejected: {rejection}", report.thing_name, iso8601(report.received_at));
+                eprintln!(
+                    "report of `{}` at {} rejected: {rejection}",
+                    report.thing_name,
+                    iso8601(report.received_at)
+                );
             }
         }
         events.extend(report_events);
@@ -379,19 +455,35 @@ fn metric_value(metric: &str, value: f64) -> MetricValue {
 }
 
 fn original_time(series: &[Series], thing: &str, time: Timestamp) -> Timestamp {
-    let shift = series.iter().find(|s| s.thing == thing).map_or(0, |s| s.shift);
+    let shift = series
+        .iter()
+        .find(|s| s.thing == thing)
+        .map_or(0, |s| s.shift);
     time - shift
 }
 
-fn print_events(events: &[ViolationEvent], series: &[Series], out: &mut dyn Write) -> anyhow::Result<()> {
+fn print_events(
+    events: &[ViolationEvent],
+    series: &[Series],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     writeln!(out, "\n# Violation events")?;
     for event in events {
-        let time = iso8601(original_time(series, &event.thing_name, event.violation_event_time));
+        let time = iso8601(original_time(
+            series,
+            &event.thing_name,
+            event.violation_event_time,
+        ));
         let explanation = event
             .violation_event_additional_info
             .as_ref()
             .and_then(|info| info.explanation.as_ref())
-            .map(|e| format!(" observed {:.3}, expected {:.3}..{:.3}, score {:.3}", e.observed, e.expected_low, e.expected_high, e.anomaly_score))
+            .map(|e| {
+                format!(
+                    " observed {:.3}, expected {:.3}..{:.3}, score {:.3}",
+                    e.observed, e.expected_low, e.expected_high, e.anomaly_score
+                )
+            })
             .unwrap_or_default();
         writeln!(
             out,
@@ -423,12 +515,22 @@ fn load_labels(args: &ReplayArgs, series: &[Series]) -> anyhow::Result<Option<La
             None => return Ok(None),
         },
     };
-    let text = fs::read_to_string(&path).with_context(|| format!("failed to read labels `{}`", path.display()))?;
-    let raw: BTreeMap<String, Vec<[String; 2]>> = serde_json::from_str(&text)
-        .with_context(|| format!("failed to parse labels `{}`: expected NAB's combined_windows.json layout", path.display()))?;
+    let text = fs::read_to_string(&path)
+        .with_context(|| format!("failed to read labels `{}`", path.display()))?;
+    let raw: BTreeMap<String, Vec<[String; 2]>> =
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "failed to parse labels `{}`: expected NAB's combined_windows.json layout",
+                path.display()
+            )
+        })?;
     let mut labels = Labels::new();
     for s in series {
-        let windows = raw.get(&s.label_key).map(|w| w.iter().filter_map(|[a, b]| Some((parse_datetime(a)?, parse_datetime(b)?))).collect());
+        let windows = raw.get(&s.label_key).map(|w| {
+            w.iter()
+                .filter_map(|[a, b]| Some((parse_datetime(a)?, parse_datetime(b)?)))
+                .collect()
+        });
         if let Some(windows) = windows {
             labels.insert(s.thing.clone(), windows);
         }
@@ -439,37 +541,71 @@ fn load_labels(args: &ReplayArgs, series: &[Series]) -> anyhow::Result<Option<La
 /// `labels/combined_windows.json` two levels above a NAB `data/<category>` input.
 fn discover_labels(inputs: &[PathBuf]) -> Option<PathBuf> {
     inputs.iter().find_map(|input| {
-        let dir = if input.is_dir() { input.as_path() } else { input.parent()? };
+        let dir = if input.is_dir() {
+            input.as_path()
+        } else {
+            input.parent()?
+        };
         let candidate = dir.parent()?.parent()?.join("labels/combined_windows.json");
         candidate.is_file().then_some(candidate)
     })
 }
 
-fn print_series_table(events: &[ViolationEvent], series: &[Series], labels: Option<&Labels>, out: &mut dyn Write) -> anyhow::Result<()> {
+fn print_series_table(
+    events: &[ViolationEvent],
+    series: &[Series],
+    labels: Option<&Labels>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     writeln!(out, "\n# Violations per series")?;
-    let header = if labels.is_some() { "  windows hit  alarms outside" } else { "" };
-    writeln!(out, "{:<40} {:>10} {:>8}{header}", "series", "datapoints", "alarms")?;
+    let header = if labels.is_some() {
+        "  windows hit  alarms outside"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "{:<40} {:>10} {:>8}{header}",
+        "series", "datapoints", "alarms"
+    )?;
     let (mut total_alarms, mut total_windows, mut total_hit, mut total_outside) = (0, 0, 0, 0);
     for s in series {
         let alarms: Vec<Timestamp> = events
             .iter()
-            .filter(|e| e.thing_name == s.thing && e.violation_event_type == ViolationEventType::InAlarm)
+            .filter(|e| {
+                e.thing_name == s.thing && e.violation_event_type == ViolationEventType::InAlarm
+            })
             .map(|e| e.violation_event_time - s.shift)
             .collect();
         total_alarms += alarms.len();
         let mut line = format!("{:<40} {:>10} {:>8}", s.thing, s.points.len(), alarms.len());
         if let Some(windows) = labels.and_then(|l| l.get(&s.thing)) {
             let inside = |t: &Timestamp| windows.iter().any(|(a, b)| t >= a && t <= b);
-            let hit = windows.iter().filter(|(a, b)| alarms.iter().any(|t| t >= a && t <= b)).count();
+            let hit = windows
+                .iter()
+                .filter(|(a, b)| alarms.iter().any(|t| t >= a && t <= b))
+                .count();
             let outside = alarms.iter().filter(|t| !inside(t)).count();
-            (total_windows, total_hit, total_outside) = (total_windows + windows.len(), total_hit + hit, total_outside + outside);
-            line.push_str(&format!("  {:>5}/{:<5} {:>14}", hit, windows.len(), outside));
+            (total_windows, total_hit, total_outside) = (
+                total_windows + windows.len(),
+                total_hit + hit,
+                total_outside + outside,
+            );
+            line.push_str(&format!(
+                "  {:>5}/{:<5} {:>14}",
+                hit,
+                windows.len(),
+                outside
+            ));
         }
         writeln!(out, "{line}")?;
     }
     write!(out, "total: {total_alarms} alarms")?;
     if labels.is_some() {
-        write!(out, "; labelled anomaly windows with an alarm: {total_hit}/{total_windows}; alarms outside windows: {total_outside}")?;
+        write!(
+            out,
+            "; labelled anomaly windows with an alarm: {total_hit}/{total_windows}; alarms outside windows: {total_outside}"
+        )?;
     }
     writeln!(out)?;
     Ok(())

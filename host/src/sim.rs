@@ -209,7 +209,12 @@ impl Fleet {
         events
     }
 
-    fn thing_events(&mut self, thing: &SimThing, period_start: Timestamp, events: &mut Vec<CloudEvent>) {
+    fn thing_events(
+        &mut self,
+        thing: &SimThing,
+        period_start: Timestamp,
+        events: &mut Vec<CloudEvent>,
+    ) {
         let rng = &mut self.rng;
         let hour = (period_start.rem_euclid(DAY_MS)) as f64 / 3_600_000.0;
         let attack = thing
@@ -245,7 +250,11 @@ impl Fleet {
         // Every thing keeps at least a heartbeat, so each period has a datapoint.
         let sent = rng.poisson(rate).max(1);
         push(CloudEventKind::MessageSent, sent, size.round() as u64);
-        push(CloudEventKind::MessageReceived, rng.poisson(rate * 0.3).max(1), 0);
+        push(
+            CloudEventKind::MessageReceived,
+            rng.poisson(rate * 0.3).max(1),
+            0,
+        );
         push(CloudEventKind::AuthorizationFailure, auth_failures, 0);
         push(CloudEventKind::ConnectionAttempt, reconnects, 0);
         push(CloudEventKind::Disconnect, reconnects, 0);
@@ -269,7 +278,10 @@ mod tests {
         let mut rng = Rng::new(1);
         for lambda in [0.5, 5.0, 80.0] {
             let mean = (0..20_000).map(|_| rng.poisson(lambda) as f64).sum::<f64>() / 20_000.0;
-            assert!((mean - lambda).abs() < lambda * 0.05 + 0.02, "lambda {lambda} gave {mean}");
+            assert!(
+                (mean - lambda).abs() < lambda * 0.05 + 0.02,
+                "lambda {lambda} gave {mean}"
+            );
         }
     }
 

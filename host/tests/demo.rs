@@ -24,8 +24,16 @@ fn small_demo_catches_and_quarantines_every_attack() {
 
     assert_eq!(report.attacks.len(), 4);
     for attack in &report.attacks {
-        assert!(attack.delay_datapoints.is_some(), "{} was missed: {transcript}", attack.thing);
-        assert!(attack.delay_datapoints.unwrap() <= 3, "{} was caught late", attack.thing);
+        assert!(
+            attack.delay_datapoints.is_some(),
+            "{} was missed: {transcript}",
+            attack.thing
+        );
+        assert!(
+            attack.delay_datapoints.unwrap() <= 3,
+            "{} was caught late",
+            attack.thing
+        );
         assert!(attack.quarantined, "{} was not quarantined", attack.thing);
     }
     assert_eq!(report.clean_quarantined, 0);

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use vigil_core::catalogue::PERIOD_MS;
 use vigil_core::ingest::Datapoint;
 use vigil_core::model::{
-    Behavior, BehaviorCriteria, ComparisonOperator, ConfidenceLevel, MachineLearningDetectionConfig,
-    MetricValue, SecurityProfile, ViolationEventType,
+    Behavior, BehaviorCriteria, ComparisonOperator, ConfidenceLevel,
+    MachineLearningDetectionConfig, MetricValue, SecurityProfile, ViolationEventType,
 };
 use vigil_core::violations::ViolationFilter;
 use vigil_core::{Engine, EngineConfig};
@@ -15,7 +15,8 @@ use vigil_host::engine::{CoreEngine, locate_core_wasm};
 const TARGET: &str = "arn:aws:iot:us-east-1:123456789012:all/things";
 
 fn core_wasm() -> PathBuf {
-    locate_core_wasm(None).expect("the core component is missing: run `cargo xtask build-wasm` first")
+    locate_core_wasm(None)
+        .expect("the core component is missing: run `cargo xtask build-wasm` first")
 }
 
 fn config() -> EngineConfig {
@@ -32,7 +33,9 @@ fn profile() -> SecurityProfile {
         metric: Some("aws:num-messages-sent".to_string()),
         metric_dimension: None,
         criteria: Some(BehaviorCriteria {
-            ml_detection_config: Some(MachineLearningDetectionConfig { confidence_level: ConfidenceLevel::Medium }),
+            ml_detection_config: Some(MachineLearningDetectionConfig {
+                confidence_level: ConfidenceLevel::Medium,
+            }),
             ..BehaviorCriteria::default()
         }),
         suppress_alerts: None,
@@ -96,7 +99,10 @@ fn component_and_native_engine_produce_identical_results() {
         .filter(|e| e.violation_event_type == ViolationEventType::InAlarm)
         .map(|e| (e.thing_name.as_str(), e.behavior.name.as_str()))
         .collect();
-    assert_eq!(alarms, vec![("lamp-07", "sent-ml"), ("lamp-07", "sent-rule")]);
+    assert_eq!(
+        alarms,
+        vec![("lamp-07", "sent-ml"), ("lamp-07", "sent-rule")]
+    );
     assert_eq!(native.snapshot(), component.snapshot().unwrap());
 }
 
@@ -113,7 +119,12 @@ fn component_snapshot_restores_natively_and_back() {
     assert_eq!(active.len(), 2);
 
     let mut restored = CoreEngine::restore(&core_wasm(), &native.snapshot()).unwrap();
-    assert_eq!(restored.list_active_violations(ViolationFilter::default()).unwrap(), active);
+    assert_eq!(
+        restored
+            .list_active_violations(ViolationFilter::default())
+            .unwrap(),
+        active
+    );
 }
 
 #[test]
@@ -123,23 +134,35 @@ fn engine_errors_keep_their_kind_across_the_boundary() {
     let kind = error.downcast_ref::<vigil_core::Error>();
     assert_eq!(
         kind,
-        Some(&vigil_core::Error::ResourceNotFound("security profile `missing` does not exist".to_string()))
+        Some(&vigil_core::Error::ResourceNotFound(
+            "security profile `missing` does not exist".to_string()
+        ))
     );
 
     let mut invalid = profile();
-    invalid.behaviors[1].criteria.as_mut().unwrap().duration_seconds = Some(7);
+    invalid.behaviors[1]
+        .criteria
+        .as_mut()
+        .unwrap()
+        .duration_seconds = Some(7);
     invalid.behaviors[0].name = "bad name!".to_string();
     let error = component.create_security_profile(invalid, 0).unwrap_err();
-    let Some(vigil_core::Error::ValidationFailed(problems)) = error.downcast_ref::<vigil_core::Error>() else {
+    let Some(vigil_core::Error::ValidationFailed(problems)) =
+        error.downcast_ref::<vigil_core::Error>()
+    else {
         panic!("expected a validation error, got {error:#}");
     };
     let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
-    assert_eq!(fields, vec!["behaviors[0].name", "behaviors[1].criteria.durationSeconds"]);
+    assert_eq!(
+        fields,
+        vec!["behaviors[0].name", "behaviors[1].criteria.durationSeconds"]
+    );
 }
 
 #[test]
 fn missing_core_component_says_how_to_build_it() {
-    let error = locate_core_wasm(Some(std::path::Path::new("/nonexistent/vigil-core.wasm"))).unwrap_err();
+    let error =
+        locate_core_wasm(Some(std::path::Path::new("/nonexistent/vigil-core.wasm"))).unwrap_err();
     let message = format!("{error:#}");
     assert!(message.contains("cargo xtask build"), "{message}");
 }
@@ -150,9 +173,14 @@ fn a_file_that_is_not_a_component_is_rejected_with_a_hint() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("vigil-core.wasm");
     std::fs::write(&path, b"not wasm").unwrap();
-    let error = CoreEngine::load(&path, config()).err().expect("loading garbage must fail");
+    let error = CoreEngine::load(&path, config())
+        .err()
+        .expect("loading garbage must fail");
     let message = format!("{error:#}");
-    assert!(message.contains("failed to load core component"), "{message}");
+    assert!(
+        message.contains("failed to load core component"),
+        "{message}"
+    );
     assert!(message.contains("cargo xtask build"), "{message}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -44,7 +44,8 @@ pub struct WebEngine {
 }
 
 fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsError> {
-    serde_wasm_bindgen::to_value(value).map_err(|e| JsError::new(&format!("failed to convert a result to JavaScript: {e}")))
+    serde_wasm_bindgen::to_value(value)
+        .map_err(|e| JsError::new(&format!("failed to convert a result to JavaScript: {e}")))
 }
 
 fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, JsError> {
@@ -66,12 +67,18 @@ impl WebEngine {
             ml_min_datapoints: u64::from(min_datapoints),
             ..EngineConfig::default()
         };
-        WebEngine { engine: Engine::new(config) }
+        WebEngine {
+            engine: Engine::new(config),
+        }
     }
 
     /// Creates a security profile from `{securityProfileName, behaviors, ...}`.
     #[wasm_bindgen(js_name = createSecurityProfile)]
-    pub fn create_security_profile(&mut self, profile: JsValue, now_ms: f64) -> Result<JsValue, JsError> {
+    pub fn create_security_profile(
+        &mut self,
+        profile: JsValue,
+        now_ms: f64,
+    ) -> Result<JsValue, JsError> {
         let profile: SecurityProfile = from_js(profile, "security profile")?;
         let stored = self
             .engine
@@ -83,7 +90,9 @@ impl WebEngine {
     /// Attaches a profile to a target ARN such as `arn:aws:iot:us-east-1:123456789012:all/things`.
     #[wasm_bindgen(js_name = attachSecurityProfile)]
     pub fn attach_security_profile(&mut self, name: &str, target_arn: &str) -> Result<(), JsError> {
-        self.engine.attach_security_profile(name, target_arn).map_err(engine_error)
+        self.engine
+            .attach_security_profile(name, target_arn)
+            .map_err(engine_error)
     }
 
     /// Ingests an array of `{thingName, metric, timestamp, value}` and returns the violation
@@ -94,7 +103,10 @@ impl WebEngine {
         let points: Vec<Datapoint> = points.into_iter().map(Datapoint::from).collect();
         let result = self.engine.ingest_datapoints(&points);
         if let Some(rejection) = result.rejected.first() {
-            return Err(JsError::new(&format!("datapoint {} rejected: {}", rejection.index, rejection.message)));
+            return Err(JsError::new(&format!(
+                "datapoint {} rejected: {}",
+                rejection.index, rejection.message
+            )));
         }
         to_js(&result.events)
     }
@@ -108,7 +120,11 @@ impl WebEngine {
     /// Returns the active violations.
     #[wasm_bindgen(js_name = listActiveViolations)]
     pub fn list_active_violations(&self) -> Result<JsValue, JsError> {
-        to_js(&self.engine.list_active_violations(&ViolationFilter::default()))
+        to_js(
+            &self
+                .engine
+                .list_active_violations(&ViolationFilter::default()),
+        )
     }
 
     /// Returns the training summaries of every ML behavior.

@@ -3,7 +3,10 @@
 //! This crate is glue only: each exported method converts its WIT arguments to `vigil-core`
 //! types, calls the engine and converts the result back. It builds for `wasm32-wasip2` only.
 
-#![allow(unsafe_code, reason = "wit-bindgen generates the unsafe canonical ABI glue")]
+#![allow(
+    unsafe_code,
+    reason = "wit-bindgen generates the unsafe canonical ABI glue"
+)]
 
 use std::cell::RefCell;
 
@@ -63,7 +66,11 @@ impl witd::GuestEngine for EngineResource {
         profile: wit::SecurityProfile,
         now: wit::Timestamp,
     ) -> WitResult<wit::StoredSecurityProfile> {
-        lift(self.0.borrow_mut().create_security_profile(profile.into(), now))
+        lift(
+            self.0
+                .borrow_mut()
+                .create_security_profile(profile.into(), now),
+        )
     }
 
     fn update_security_profile(
@@ -73,7 +80,8 @@ impl witd::GuestEngine for EngineResource {
         now: wit::Timestamp,
     ) -> WitResult<(wit::StoredSecurityProfile, Vec<wit::ViolationEvent>)> {
         let mut engine = self.0.borrow_mut();
-        let (stored, events) = engine.update_security_profile(profile.into(), expected_version, now)?;
+        let (stored, events) =
+            engine.update_security_profile(profile.into(), expected_version, now)?;
         Ok((stored.into(), convert(events)))
     }
 
@@ -83,7 +91,10 @@ impl witd::GuestEngine for EngineResource {
         expected_version: Option<u64>,
         now: wit::Timestamp,
     ) -> WitResult<Vec<wit::ViolationEvent>> {
-        let events = self.0.borrow_mut().delete_security_profile(&name, expected_version, now)?;
+        let events = self
+            .0
+            .borrow_mut()
+            .delete_security_profile(&name, expected_version, now)?;
         Ok(convert(events))
     }
 
@@ -96,7 +107,11 @@ impl witd::GuestEngine for EngineResource {
     }
 
     fn attach_security_profile(&self, name: String, target_arn: String) -> WitResult<()> {
-        lift(self.0.borrow_mut().attach_security_profile(&name, &target_arn))
+        lift(
+            self.0
+                .borrow_mut()
+                .attach_security_profile(&name, &target_arn),
+        )
     }
 
     fn detach_security_profile(
@@ -105,7 +120,10 @@ impl witd::GuestEngine for EngineResource {
         target_arn: String,
         now: wit::Timestamp,
     ) -> WitResult<Vec<wit::ViolationEvent>> {
-        let events = self.0.borrow_mut().detach_security_profile(&name, &target_arn, now)?;
+        let events = self
+            .0
+            .borrow_mut()
+            .detach_security_profile(&name, &target_arn, now)?;
         Ok(convert(events))
     }
 
@@ -118,7 +136,11 @@ impl witd::GuestEngine for EngineResource {
         metric_name: String,
         metric_type: witd::CustomMetricType,
     ) -> WitResult<()> {
-        lift(self.0.borrow_mut().create_custom_metric(&metric_name, metric_type.into()))
+        lift(
+            self.0
+                .borrow_mut()
+                .create_custom_metric(&metric_name, metric_type.into()),
+        )
     }
 
     fn create_thing(&self, thing_name: String) -> WitResult<()> {
@@ -135,7 +157,11 @@ impl witd::GuestEngine for EngineResource {
     }
 
     fn add_thing_to_thing_group(&self, thing_name: String, group_name: String) -> WitResult<()> {
-        lift(self.0.borrow_mut().add_thing_to_thing_group(&thing_name, &group_name))
+        lift(
+            self.0
+                .borrow_mut()
+                .add_thing_to_thing_group(&thing_name, &group_name),
+        )
     }
 
     fn remove_thing_from_thing_group(
@@ -211,7 +237,10 @@ impl witd::GuestEngine for EngineResource {
         &self,
         security_profile_name: Option<String>,
     ) -> WitResult<Vec<witd::TrainingSummary>> {
-        let summaries = self.0.borrow().training_summaries(security_profile_name.as_deref())?;
+        let summaries = self
+            .0
+            .borrow()
+            .training_summaries(security_profile_name.as_deref())?;
         Ok(convert(summaries))
     }
 
@@ -224,8 +253,13 @@ impl witd::GuestEngine for EngineResource {
         now: wit::Timestamp,
     ) -> WitResult<witd::MitigationAction> {
         let mut engine = self.0.borrow_mut();
-        let action =
-            engine.create_mitigation_action(&action_name, &action_id, &role_arn, params.into(), now);
+        let action = engine.create_mitigation_action(
+            &action_name,
+            &action_id,
+            &role_arn,
+            params.into(),
+            now,
+        );
         lift(action)
     }
 
@@ -246,7 +280,11 @@ impl witd::GuestEngine for EngineResource {
         request: witd::TaskRequest,
         now: wit::Timestamp,
     ) -> WitResult<witd::TaskSummary> {
-        lift(self.0.borrow_mut().start_mitigation_task(&request.into(), now))
+        lift(
+            self.0
+                .borrow_mut()
+                .start_mitigation_task(&request.into(), now),
+        )
     }
 
     fn next_pending_execution(

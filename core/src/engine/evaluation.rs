@@ -95,8 +95,8 @@ impl BehaviorState {
         let Some(mut old) = old else {
             return (Self::new(behavior, training), true);
         };
-        let same_metric =
-            old.behavior.metric == behavior.metric && old.behavior.metric_dimension == behavior.metric_dimension;
+        let same_metric = old.behavior.metric == behavior.metric
+            && old.behavior.metric_dimension == behavior.metric_dimension;
         let same_kind = old.behavior.criteria_type() == behavior.criteria_type();
         let alarms_valid = same_metric && old.behavior.criteria == behavior.criteria;
         if !(same_metric && same_kind) {
@@ -142,7 +142,10 @@ impl Engine {
     /// Evaluates one datapoint against every behavior that targets its thing and metric.
     pub(super) fn evaluate(&mut self, datapoint: &Datapoint) -> Vec<ViolationEvent> {
         let thing = datapoint.thing_name.as_str();
-        let seen = self.last_seen.entry(thing.to_string()).or_insert(datapoint.timestamp);
+        let seen = self
+            .last_seen
+            .entry(thing.to_string())
+            .or_insert(datapoint.timestamp);
         *seen = (*seen).max(datapoint.timestamp);
 
         let mut events = Vec::new();
@@ -158,7 +161,11 @@ impl Engine {
                 if !self.profiles[&profile_name].behaviors[index].matches(datapoint) {
                     continue;
                 }
-                let state = &mut self.profiles.get_mut(&profile_name).expect("listed above").behaviors[index];
+                let state = &mut self
+                    .profiles
+                    .get_mut(&profile_name)
+                    .expect("listed above")
+                    .behaviors[index];
                 let Some(decision) = decide(state, datapoint) else {
                     continue;
                 };
@@ -179,7 +186,10 @@ impl Engine {
         let state = &mut self.profiles.get_mut(profile_name)?.behaviors[index];
         let criteria = state.behavior.criteria.clone().unwrap_or_default();
         let behavior = state.behavior.clone();
-        let thing = state.things.entry(datapoint.thing_name.clone()).or_default();
+        let thing = state
+            .things
+            .entry(datapoint.thing_name.clone())
+            .or_default();
         let observation = Observation {
             time: datapoint.timestamp,
             value: Some(decision.observed),
@@ -196,9 +206,9 @@ impl Engine {
             if thing.violating_streak < criteria.datapoints_to_alarm() {
                 return None;
             }
-            let event = self
-                .violations
-                .raise(&datapoint.thing_name, profile_name, &behavior, observation);
+            let event =
+                self.violations
+                    .raise(&datapoint.thing_name, profile_name, &behavior, observation);
             thing.violation_id = Some(event.violation_id.clone());
             return Some(event);
         }
@@ -225,9 +235,13 @@ impl Engine {
 
     /// Runs every ML refresh due at `at`; a successful one freezes the learned models for scoring.
     pub(super) fn refresh_models(&mut self, at: Timestamp) {
-        let states = self.profiles.values_mut().flat_map(|p| p.behaviors.iter_mut());
+        let states = self
+            .profiles
+            .values_mut()
+            .flat_map(|p| p.behaviors.iter_mut());
         for state in states {
-            let is_ml = state.behavior.criteria_type() == Some(BehaviorCriteriaType::MachineLearning);
+            let is_ml =
+                state.behavior.criteria_type() == Some(BehaviorCriteriaType::MachineLearning);
             if !is_ml || state.training.next_refresh() != Some(at) {
                 continue;
             }
@@ -237,7 +251,11 @@ impl Engine {
         }
     }
 
-    pub(super) fn behavior_state_mut(&mut self, profile: &str, behavior: &str) -> Option<&mut BehaviorState> {
+    pub(super) fn behavior_state_mut(
+        &mut self,
+        profile: &str,
+        behavior: &str,
+    ) -> Option<&mut BehaviorState> {
         self.profiles
             .get_mut(profile)?
             .behaviors
@@ -288,10 +306,19 @@ fn decide_static(
 }
 
 /// Sums the thing's scalar datapoints over the window and returns the sum in the value's member.
-fn windowed_value(state: &mut BehaviorState, datapoint: &Datapoint, seconds: i64) -> Option<MetricValue> {
+fn windowed_value(
+    state: &mut BehaviorState,
+    datapoint: &Datapoint,
+    seconds: i64,
+) -> Option<MetricValue> {
     let value = datapoint.value.as_scalar()?;
-    let thing = state.things.entry(datapoint.thing_name.clone()).or_default();
-    let sum = thing.window.push(datapoint.timestamp, value, seconds * 1000);
+    let thing = state
+        .things
+        .entry(datapoint.thing_name.clone())
+        .or_default();
+    let sum = thing
+        .window
+        .push(datapoint.timestamp, value, seconds * 1000);
     thing.windowed = Some((datapoint.timestamp, sum));
     Some(if datapoint.value.count.is_some() {
         MetricValue::count(sum.round() as u64)
@@ -307,7 +334,13 @@ fn decide_statistical(
 ) -> Option<Decision> {
     let operator = criteria.comparison_operator?;
     let duration_ms = criteria.duration_seconds? * 1000;
-    let fraction = catalogue::statistic_fraction(criteria.statistical_threshold.as_ref()?.statistic.as_deref()?)?;
+    let fraction = catalogue::statistic_fraction(
+        criteria
+            .statistical_threshold
+            .as_ref()?
+            .statistic
+            .as_deref()?,
+    )?;
     let threshold = fleet_percentile(state, datapoint.timestamp, duration_ms, fraction);
     let observed = windowed_value(state, datapoint, duration_ms / 1000)?;
     let threshold = MetricValue::number(threshold?);
@@ -322,12 +355,17 @@ fn decide_statistical(
 
 /// The percentile of every targeted thing's windowed value as of the start of the datapoint's
 /// period, so every thing in one period is judged against the same threshold.
-fn fleet_percentile(state: &mut BehaviorState, timestamp: Timestamp, duration_ms: i64, fraction: f64) -> Option<f64> {
+fn fleet_percentile(
+    state: &mut BehaviorState,
+    timestamp: Timestamp,
+    duration_ms: i64,
+    fraction: f64,
+) -> Option<f64> {
     let period = timestamp.div_euclid(PERIOD_MS);
-    if let Some((cached_period, threshold)) = state.statistical_cache {
-        if cached_period == period {
-            return threshold;
-        }
+    if let Some((cached_period, threshold)) = state.statistical_cache
+        && cached_period == period
+    {
+        return threshold;
     }
     let period_start = period * PERIOD_MS;
     let mut values: Vec<f64> = state
@@ -342,10 +380,18 @@ fn fleet_percentile(state: &mut BehaviorState, timestamp: Timestamp, duration_ms
     threshold
 }
 
-fn decide_ml(state: &mut BehaviorState, criteria: &BehaviorCriteria, datapoint: &Datapoint) -> Option<Decision> {
+fn decide_ml(
+    state: &mut BehaviorState,
+    criteria: &BehaviorCriteria,
+    datapoint: &Datapoint,
+) -> Option<Decision> {
     let level = criteria.ml_detection_config.as_ref()?.confidence_level;
     let value = datapoint.value.as_scalar()?;
-    let scale = if datapoint.value.count.is_some() { Scale::Count } else { Scale::Real };
+    let scale = if datapoint.value.count.is_some() {
+        Scale::Count
+    } else {
+        Scale::Real
+    };
     let timestamp = datapoint.timestamp;
 
     // Score with the models frozen at the last refresh, before learning from the datapoint.
@@ -371,8 +417,19 @@ fn decide_ml(state: &mut BehaviorState, criteria: &BehaviorCriteria, datapoint: 
     });
 
     state.training.record_datapoint(timestamp);
-    state.fleet.get_or_insert_with(|| ModelPair::new(scale)).learner.learn(timestamp, value);
-    let thing = state.things.entry(datapoint.thing_name.clone()).or_default();
-    thing.model.get_or_insert_with(|| ModelPair::new(scale)).learner.learn(timestamp, value);
+    state
+        .fleet
+        .get_or_insert_with(|| ModelPair::new(scale))
+        .learner
+        .learn(timestamp, value);
+    let thing = state
+        .things
+        .entry(datapoint.thing_name.clone())
+        .or_default();
+    thing
+        .model
+        .get_or_insert_with(|| ModelPair::new(scale))
+        .learner
+        .learn(timestamp, value);
     decision.flatten()
 }

@@ -42,7 +42,9 @@ impl ProfileState {
     pub fn training_summaries(&self, now: Timestamp) -> Vec<BehaviorModelTrainingSummary> {
         self.behaviors
             .iter()
-            .filter(|state| state.behavior.criteria_type() == Some(BehaviorCriteriaType::MachineLearning))
+            .filter(|state| {
+                state.behavior.criteria_type() == Some(BehaviorCriteriaType::MachineLearning)
+            })
             .map(|state| BehaviorModelTrainingSummary {
                 security_profile_name: self.stored.profile.name.clone(),
                 behavior_name: state.behavior.name.clone(),
@@ -165,7 +167,10 @@ impl Engine {
             .records()
             .filter(|r| r.active && r.security_profile_name == profile.name)
             .filter_map(|r| {
-                let behavior = profile.behaviors.iter().find(|b| b.name == r.behavior.name)?;
+                let behavior = profile
+                    .behaviors
+                    .iter()
+                    .find(|b| b.name == r.behavior.name)?;
                 Some((r.violation_id.clone(), behavior.clone()))
             })
             .collect();
@@ -201,8 +206,11 @@ impl Engine {
     ) -> Result<Vec<ViolationEvent>> {
         let state = self.profile(name)?;
         check_version(name, state.stored.version, expected_version)?;
-        let behavior_names: Vec<String> =
-            state.behaviors.iter().map(|s| s.behavior.name.clone()).collect();
+        let behavior_names: Vec<String> = state
+            .behaviors
+            .iter()
+            .map(|s| s.behavior.name.clone())
+            .collect();
         let events = self.invalidate_behaviors(name, &behavior_names, now);
         self.profiles.remove(name);
         Ok(events)
@@ -211,19 +219,23 @@ impl Engine {
     /// Attaches a profile to a target.
     pub fn attach_security_profile(&mut self, name: &str, target_arn: &str) -> Result<()> {
         let target = Target::parse(target_arn)?;
-        if let Target::Group(group) = &target {
-            if !self.registry.has_group(group) {
-                return Err(Error::ResourceNotFound(format!(
-                    "thing group `{group}` does not exist; create it before attaching a profile to it"
-                )));
-            }
+        if let Target::Group(group) = &target
+            && !self.registry.has_group(group)
+        {
+            return Err(Error::ResourceNotFound(format!(
+                "thing group `{group}` does not exist; create it before attaching a profile to it"
+            )));
         }
         self.profile(name)?;
         let attached = self
             .profiles
             .values()
             .filter(|p| p.stored.profile.name != name)
-            .filter(|p| p.targets.iter().any(|arn| Target::parse(arn).ok() == Some(target.clone())))
+            .filter(|p| {
+                p.targets
+                    .iter()
+                    .any(|arn| Target::parse(arn).ok() == Some(target.clone()))
+            })
             .count();
         if attached >= MAX_PROFILES_PER_TARGET {
             return Err(Error::LimitExceeded(format!(
@@ -242,7 +254,10 @@ impl Engine {
         target_arn: &str,
         now: Timestamp,
     ) -> Result<Vec<ViolationEvent>> {
-        let state = self.profiles.get_mut(name).ok_or_else(|| profile_not_found(name))?;
+        let state = self
+            .profiles
+            .get_mut(name)
+            .ok_or_else(|| profile_not_found(name))?;
         if !state.targets.remove(target_arn) {
             return Err(Error::ResourceNotFound(format!(
                 "security profile `{name}` is not attached to `{target_arn}`"

@@ -96,7 +96,9 @@ impl Engine {
             None => self
                 .violations
                 .records()
-                .filter(|r| Some(&r.security_profile_name) == request.target.security_profile_name.as_ref())
+                .filter(|r| {
+                    Some(&r.security_profile_name) == request.target.security_profile_name.as_ref()
+                })
                 .filter(|r| {
                     let behavior = request.target.behavior_name.as_ref();
                     behavior.is_none_or(|b| *b == r.behavior.name)
@@ -115,7 +117,11 @@ impl Engine {
     }
 
     /// Hands out the next execution of a task waiting for the host.
-    pub fn next_pending_execution(&mut self, task_id: &str, now: Timestamp) -> Result<Option<PendingExecution>> {
+    pub fn next_pending_execution(
+        &mut self,
+        task_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<PendingExecution>> {
         self.mitigation.next_pending(task_id, now)
     }
 
@@ -133,32 +139,60 @@ impl Engine {
     }
 
     /// Cancels a task.
-    pub fn cancel_mitigation_task(&mut self, task_id: &str, now: Timestamp) -> Result<DetectMitigationActionsTaskSummary> {
+    pub fn cancel_mitigation_task(
+        &mut self,
+        task_id: &str,
+        now: Timestamp,
+    ) -> Result<DetectMitigationActionsTaskSummary> {
         self.mitigation.cancel(task_id, now)
     }
 
     /// Returns a task.
-    pub fn describe_mitigation_task(&self, task_id: &str) -> Result<DetectMitigationActionsTaskSummary> {
+    pub fn describe_mitigation_task(
+        &self,
+        task_id: &str,
+    ) -> Result<DetectMitigationActionsTaskSummary> {
         self.mitigation.task(task_id)
     }
 
     /// Tasks started in `[start, end]`.
-    pub fn list_mitigation_tasks(&self, start: Timestamp, end: Timestamp) -> Vec<DetectMitigationActionsTaskSummary> {
+    pub fn list_mitigation_tasks(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Vec<DetectMitigationActionsTaskSummary> {
         self.mitigation.tasks(start, end)
     }
 
     /// Executions matching `filter`.
-    pub fn list_mitigation_executions(&self, filter: &ExecutionFilter) -> Vec<DetectMitigationActionExecution> {
+    pub fn list_mitigation_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Vec<DetectMitigationActionExecution> {
         self.mitigation
             .executions()
             .into_iter()
             .filter(|e| filter.task_id.as_ref().is_none_or(|t| *t == e.task_id))
-            .filter(|e| filter.violation_id.as_ref().is_none_or(|v| *v == e.violation_id))
-            .filter(|e| filter.thing_name.as_ref().is_none_or(|t| *t == e.thing_name))
+            .filter(|e| {
+                filter
+                    .violation_id
+                    .as_ref()
+                    .is_none_or(|v| *v == e.violation_id)
+            })
+            .filter(|e| {
+                filter
+                    .thing_name
+                    .as_ref()
+                    .is_none_or(|t| *t == e.thing_name)
+            })
             .filter(|e| {
                 let started = e.execution_start_date;
-                filter.start_time.is_none_or(|s| started.is_some_and(|t| t >= s))
-                    && filter.end_time.is_none_or(|end| started.is_some_and(|t| t <= end))
+                filter
+                    .start_time
+                    .is_none_or(|s| started.is_some_and(|t| t >= s))
+                    && filter
+                        .end_time
+                        .is_none_or(|end| started.is_some_and(|t| t <= end))
             })
             .collect()
     }
