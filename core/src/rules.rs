@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{ComparisonOperator, MetricValue, Timestamp};
 
-/// Whether `observed` conforms to a behavior that expects `operator` against `expected`.
+/// Returns whether `observed` conforms to a behavior that expects `operator` against `expected`.
 /// Returns `None` when the two values have no members in common to compare.
 pub fn conforms(
     operator: ComparisonOperator,
@@ -78,7 +78,7 @@ fn set_conforms(
     })
 }
 
-/// Whether `address` (an address or a CIDR block) lies inside any block of `set`.
+/// Returns whether `address` (an address or a CIDR block) lies inside any block of `set`.
 pub fn cidr_set_contains(set: &[String], address: &str) -> bool {
     let Some((address, _)) = parse_cidr(address) else {
         return false;
@@ -134,7 +134,8 @@ impl Window {
     }
 }
 
-/// The value at `fraction` (0..=1) of `values` by the nearest-rank method. Sorts `values`.
+/// Returns the value at `fraction` (0..=1) of `values` by the nearest-rank method, sorting
+/// `values` in place.
 pub fn percentile(values: &mut [f64], fraction: f64) -> Option<f64> {
     if values.is_empty() {
         return None;

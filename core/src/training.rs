@@ -2,7 +2,7 @@
 //!
 //! Collection starts with the first datapoint of the behavior. The first build is attempted
 //! exactly 14 days later and then every 24 hours. A build succeeds when the trailing 14 days hold
-//! at least 25,000 datapoints; the model is then `ACTIVE` and scoring uses the models frozen at
+//! at least 25,000 datapoints. The model is then `ACTIVE`, and scoring uses the models frozen at
 //! that refresh. After 30 failed attempts in a row the model is `EXPIRED` for good.
 
 use std::collections::BTreeMap;
@@ -38,7 +38,7 @@ impl Default for TrainingConfig {
     }
 }
 
-/// What a refresh attempt decided.
+/// The result of one refresh attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// The models were rebuilt at this time.
@@ -176,9 +176,9 @@ impl Training {
         self.daily_counts = self.daily_counts.split_off(&first_kept);
     }
 
-    /// `datapointsCollectionPercentage`: while pending, progress toward both build requirements
-    /// (the lesser of elapsed time over 14 days and datapoints over 25,000); once active, the share
-    /// of 25,000 present in the trailing 14 days, capped at 100.
+    /// Computes `datapointsCollectionPercentage`. While pending, it is the progress toward both
+    /// build requirements: the lesser of elapsed time over 14 days and datapoints over 25,000.
+    /// Once active, it is the share of 25,000 present in the trailing 14 days, capped at 100.
     pub fn collection_percentage(&self, now: Timestamp) -> f64 {
         let Some(start) = self.start else {
             return 0.0;
@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn first_build_is_due_exactly_fourteen_days_after_start() {
+    fn first_build_due_after_fourteen_days() {
         let mut training = Training::default();
         training.record_datapoint(T0);
         assert_eq!(training.next_refresh(), Some(T0 + 14 * DAY_MS));
@@ -277,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn active_model_expires_when_data_stops_for_thirty_days() {
+    fn active_model_expires_without_data() {
         let mut training = Training::default();
         collect(&mut training, MIN_DATAPOINTS, 14);
         training.refresh(T0 + 14 * DAY_MS);

@@ -219,12 +219,12 @@ impl Violations {
         self.records.get(violation_id)
     }
 
-    /// Every violation, in id order.
+    /// Returns every violation, in id order.
     pub fn records(&self) -> impl Iterator<Item = &ViolationRecord> {
         self.records.values()
     }
 
-    /// Whether the violation had an event in `[start, end]`.
+    /// Returns whether the violation had an event in `[start, end]`.
     pub fn has_event_between(&self, violation_id: &str, start: Timestamp, end: Timestamp) -> bool {
         self.events
             .iter()

@@ -1,8 +1,8 @@
 //! `vigil demo`: the AWS ML Detect guide's whole flow on a simulated fleet, in event time.
 //!
-//! The fleet is created and targeted by the guide's security profile, the models train for 14
-//! simulated days, attacks start once the models are active, and the violations they raise are
-//! mitigated by moving the things into a quarantine thing group through the mitigation plugin.
+//! The guide's security profile targets the simulated fleet and its models train for 14 simulated
+//! days. Attacks start once the models are active. The violations they raise are mitigated by
+//! moving the things into a quarantine thing group through the mitigation plugin.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -64,7 +64,7 @@ pub struct DemoOptions {
     pub progress: bool,
 }
 
-/// What happened to one attacked thing.
+/// The outcome for one attacked thing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttackOutcome {
     /// The thing.

@@ -1,6 +1,6 @@
 //! Deterministic UUIDs for resources the host creates, so demo output is reproducible.
 
-/// A version-4-shaped UUID derived from `parts`.
+/// Derives a UUID in version-4 layout from `parts`.
 pub fn uuid_from(parts: &[&str]) -> String {
     let hex = vigil_core::ids::hex_id(parts);
     format!(

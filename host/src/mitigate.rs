@@ -77,7 +77,7 @@ pub fn run_task(
     engine.describe_mitigation_task(task_id)
 }
 
-/// The plugin's view of one execution.
+/// Builds the plugin's view of one execution.
 fn execution_context(pending: &PendingExecution) -> ExecutionContext {
     let violation = &pending.violation;
     ExecutionContext {

@@ -46,7 +46,7 @@ pub enum Confidence {
     Low,
     /// Between the two.
     Medium,
-    /// Least sensitive, fewest alarms.
+    /// Least sensitive, so the fewest alarms.
     High,
 }
 

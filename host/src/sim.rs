@@ -15,7 +15,7 @@ impl Rng {
         Self(seed)
     }
 
-    /// The next 64 random bits.
+    /// Returns the next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -24,19 +24,19 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// A uniform number in `[0, 1)`.
+    /// Returns a uniform number in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// A standard normal number (Box-Muller).
+    /// Returns a standard normal number (Box-Muller transform).
     pub fn normal(&mut self) -> f64 {
         let u = self.unit().max(1e-12);
         let v = self.unit();
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 
-    /// A Poisson-distributed count with mean `lambda`.
+    /// Returns a Poisson-distributed count with mean `lambda`.
     pub fn poisson(&mut self, lambda: f64) -> u64 {
         if lambda <= 0.0 {
             return 0;
@@ -133,7 +133,7 @@ impl AttackKind {
         AttackKind::DataExfiltration,
     ];
 
-    /// A short name.
+    /// Returns a short name for output.
     pub fn name(self) -> &'static str {
         match self {
             AttackKind::MessageFlood => "message flood",
@@ -143,7 +143,7 @@ impl AttackKind {
         }
     }
 
-    /// The metric the attack shows up in first.
+    /// Returns the metric the attack shows up in first.
     pub fn metric(self) -> &'static str {
         match self {
             AttackKind::MessageFlood => "aws:num-messages-sent",
@@ -199,7 +199,7 @@ impl Fleet {
         self.things[index].attack = Some((kind, start));
     }
 
-    /// The broker events of every thing during the period starting at `period_start`.
+    /// Generates the broker events of every thing during the period starting at `period_start`.
     pub fn period_events(&mut self, period_start: Timestamp) -> Vec<CloudEvent> {
         let mut events = Vec::with_capacity(self.things.len() * 4);
         for index in 0..self.things.len() {

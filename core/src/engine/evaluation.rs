@@ -16,8 +16,8 @@ use crate::rules::{self, Window};
 use crate::training::{RefreshOutcome, Training, TrainingConfig};
 use crate::violations::Observation;
 
-/// A thing's own model scores its datapoints once it has learned this many (a day at 5 minutes);
-/// before that the fleet's model stands in.
+/// Datapoints a thing's own model must have learned (a day at 5 minutes) before it scores; until
+/// then the fleet's model scores the thing.
 const MIN_THING_SAMPLES: u32 = 288;
 
 /// Evaluation state of one behavior of one profile.
@@ -65,7 +65,7 @@ struct ThingState {
     violation_id: Option<String>,
 }
 
-/// What one datapoint means for a behavior.
+/// The verdict on one datapoint for one behavior.
 struct Decision {
     violating: bool,
     observed: MetricValue,
@@ -275,8 +275,9 @@ fn freeze_models(state: &mut BehaviorState) {
     }
 }
 
-/// Decides whether a datapoint violates the behavior; `None` when no decision can be made yet
-/// (retained-only behavior, ML model still training, no fleet data, incomparable values).
+/// Decides whether a datapoint violates the behavior. Returns `None` when no decision is possible
+/// yet: the behavior only retains its metric, the ML model is still training, the fleet has no
+/// data, or the values cannot be compared.
 fn decide(state: &mut BehaviorState, datapoint: &Datapoint) -> Option<Decision> {
     let criteria = state.behavior.criteria.clone()?;
     match criteria.criteria_type() {
@@ -353,8 +354,8 @@ fn decide_statistical(
     })
 }
 
-/// The percentile of every targeted thing's windowed value as of the start of the datapoint's
-/// period, so every thing in one period is judged against the same threshold.
+/// Computes the percentile of every targeted thing's windowed value as of the start of the
+/// datapoint's period, so every thing in one period is judged against the same threshold.
 fn fleet_percentile(
     state: &mut BehaviorState,
     timestamp: Timestamp,

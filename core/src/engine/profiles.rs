@@ -30,7 +30,7 @@ pub struct ProfileState {
 }
 
 impl ProfileState {
-    /// Whether any target covers `thing`.
+    /// Returns whether any target covers `thing`.
     pub fn covers(&self, registry: &Registry, thing: &str) -> bool {
         self.targets
             .iter()
