@@ -549,9 +549,10 @@ fn read_listening_ports(
     // The same port open on several interfaces is listed once.
     if let Some(entries) = entries {
         let mut ports = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         for entry in entries {
             let port = entry.expect_object()?.require(PORT)?.port()?;
-            if !ports.contains(&port) {
+            if seen.insert(port) {
                 ports.push(port);
             }
         }
@@ -593,10 +594,11 @@ fn read_tcp_connections(section: &Node, datapoints: &mut Vec<ReportDatapoint>) -
 
     if let Some(connections) = connections {
         let mut addresses = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         for connection in connections {
             let remote_addr = connection.expect_object()?.require(REMOTE_ADDR)?;
             let address = remote_ip(&remote_addr)?.to_string();
-            if !addresses.contains(&address) {
+            if seen.insert(address.clone()) {
                 addresses.push(address);
             }
         }

@@ -150,7 +150,9 @@ impl Training {
 
     /// Attempts the build due at `at`.
     pub fn refresh(&mut self, at: Timestamp) -> RefreshOutcome {
-        let outcome = if self.trailing_datapoints(at) >= self.config.min_datapoints {
+        // A model needs at least one datapoint, whatever the configured minimum.
+        let required = self.config.min_datapoints.max(1);
+        let outcome = if self.trailing_datapoints(at) >= required {
             self.active = true;
             self.last_refresh = Some(at);
             self.failed_refreshes = 0;

@@ -24,14 +24,14 @@ const TARGET: &str = "arn:aws:iot:us-east-1:123456789012:all/things";
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Things, each with one ML-scored metric.
-    #[arg(long, default_value_t = 1_000)]
-    pub things: usize,
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub things: u32,
     /// Datapoints timed after the models are active.
-    #[arg(long, default_value_t = 2_000_000)]
-    pub datapoints: usize,
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u32).range(1_000..=20_000_000))]
+    pub datapoints: u32,
     /// Datapoints per engine call.
-    #[arg(long, default_value_t = 10_000)]
-    pub batch: usize,
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch: u32,
 }
 
 /// Measured throughput.
@@ -48,7 +48,7 @@ pub struct BenchResult {
 /// Runs the benchmark and prints the figures.
 pub fn run(args: &BenchArgs, core: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.things > 0 && args.batch > 0,
+        args.things > 0 && args.batch > 0 && args.datapoints > 0,
         "--things and --batch must be positive"
     );
     let result = measure(args, core)?;
@@ -90,17 +90,18 @@ pub fn run(args: &BenchArgs, core: &Path, out: &mut dyn Write) -> anyhow::Result
 
 /// Runs both engines over the same datapoints and times the part after training.
 pub fn measure(args: &BenchArgs, core: &Path) -> anyhow::Result<BenchResult> {
-    let training = generate(
-        args.things,
-        args.things * (DAY_MS / PERIOD_MS) as usize + args.things,
-        0,
+    let (things, datapoints, batch_size) = (
+        args.things as usize,
+        args.datapoints as usize,
+        args.batch as usize,
     );
+    let training = generate(things, things * (DAY_MS / PERIOD_MS) as usize + things, 0);
     let start = training.last().map_or(0, |d| d.timestamp + PERIOD_MS);
-    let timed = generate(args.things, args.datapoints, start);
+    let timed = generate(things, datapoints, start);
 
     let mut native = Engine::new(bench_config());
     configure_native(&mut native)?;
-    for batch in training.chunks(args.batch) {
+    for batch in training.chunks(batch_size) {
         native.ingest_datapoints(batch);
     }
     ensure_active(
@@ -110,18 +111,18 @@ pub fn measure(args: &BenchArgs, core: &Path) -> anyhow::Result<BenchResult> {
             .map(|s| s.model_status),
     )?;
     let clock = Instant::now();
-    for batch in timed.chunks(args.batch) {
+    for batch in timed.chunks(batch_size) {
         native.ingest_datapoints(batch);
     }
     let native_seconds = clock.elapsed().as_secs_f64();
 
     let mut component = CoreEngine::load(core, bench_config())?;
     configure_component(&mut component)?;
-    for batch in training.chunks(args.batch) {
+    for batch in training.chunks(batch_size) {
         component.ingest_datapoints(batch.to_vec())?;
     }
     let clock = Instant::now();
-    for batch in timed.chunks(args.batch) {
+    for batch in timed.chunks(batch_size) {
         component.ingest_datapoints(batch.to_vec())?;
     }
     let wasm_seconds = clock.elapsed().as_secs_f64();
@@ -129,7 +130,7 @@ pub fn measure(args: &BenchArgs, core: &Path) -> anyhow::Result<BenchResult> {
     Ok(BenchResult {
         native_per_second: timed.len() as f64 / native_seconds,
         wasm_per_second: timed.len() as f64 / wasm_seconds,
-        state_bytes_per_series: native.snapshot().len() as f64 / args.things as f64,
+        state_bytes_per_series: native.snapshot().len() as f64 / things as f64,
     })
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 use vigil_core::catalogue::{DAY_MS, PERIOD_MS};
 use vigil_core::model::{
     Behavior, DetectMitigationActionsTaskTarget, MitigationActionParams, SecurityProfile,
-    TaskRequest, Timestamp, ViolationEvent, ViolationEventType,
+    TaskRequest, TaskStatus, Timestamp, ViolationEvent, ViolationEventType,
 };
 use vigil_core::violations::ViolationFilter;
 use vigil_core::{EngineConfig, ExecutionFilter};
@@ -127,7 +127,7 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<DemoRep
     let events = simulate(&mut engine, &mut fleet, options, out)?;
     let end = DEMO_START + options.days * DAY_MS;
     list_violations(&mut engine, attack_start, end, out)?;
-    let quarantined = mitigate(&mut engine, &mut plugins, end, out)?;
+    let (quarantined, task_status) = mitigate(&mut engine, &mut plugins, end, out)?;
 
     let report = summarize(
         &fleet,
@@ -138,6 +138,12 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> anyhow::Result<DemoRep
         attack_start,
     );
     print_summary(&report, started.elapsed(), out)?;
+    if task_status != TaskStatus::Successful {
+        anyhow::bail!(
+            "the mitigation task ended with status {task_status:?}; its executions above say why \
+             (check that the plugins directory holds add-things-to-thing-group.wasm)"
+        );
+    }
     Ok(report)
 }
 
@@ -292,22 +298,37 @@ fn list_violations(
 ) -> anyhow::Result<()> {
     writeln!(out, "\n# End of the simulation")?;
     let active = engine.list_active_violations(ViolationFilter::default())?;
-    let shown: Vec<_> = active.iter().take(10).collect();
-    print_command(
-        out,
-        "aws iot list-active-violations --max-results 10",
-        &json!({ "activeViolations": shown }),
-    )?;
+    let command = "aws iot list-active-violations --max-results 10";
+    print_page(out, command, "activeViolations", &active, 10)?;
 
     let from = attack_start - 3_600_000;
     let events = engine.list_violation_events(ViolationFilter::default(), from, end)?;
-    let shown: Vec<_> = events.iter().take(5).collect();
     let command = format!(
         "aws iot list-violation-events --start-time {} --end-time {} --max-results 5",
         from / 1000,
         end / 1000
     );
-    print_command(out, &command, &json!({ "violationEvents": shown }))
+    print_page(out, &command, "violationEvents", &events, 5)
+}
+
+/// Prints the first page of a list, and how many items the full list has.
+fn print_page<T: serde::Serialize>(
+    out: &mut dyn Write,
+    command: &str,
+    key: &str,
+    items: &[T],
+    page_size: usize,
+) -> anyhow::Result<()> {
+    let page = &items[..items.len().min(page_size)];
+    print_command(out, command, &json!({ key: page }))?;
+    if items.len() > page_size {
+        writeln!(
+            out,
+            "(first {page_size} of {}; the API returns the rest with nextToken)",
+            items.len()
+        )?;
+    }
+    Ok(())
 }
 
 /// Creates the quarantine group and action, starts a task over the active violations, runs it
@@ -317,7 +338,7 @@ fn mitigate(
     plugins: &mut PluginHost,
     now: Timestamp,
     out: &mut dyn Write,
-) -> anyhow::Result<BTreeSet<String>> {
+) -> anyhow::Result<(BTreeSet<String>, TaskStatus)> {
     writeln!(out, "\n# Mitigate: quarantine the things in alarm")?;
     let group_arn = engine.create_thing_group(QUARANTINE_GROUP)?;
     let created = json!({"thingGroupName": QUARANTINE_GROUP, "thingGroupArn": group_arn, "thingGroupId": uuid_from(&[QUARANTINE_GROUP])});
@@ -360,11 +381,10 @@ fn mitigate(
         ..ExecutionFilter::default()
     };
     let executions = engine.list_mitigation_executions(filter)?;
-    let shown: Vec<_> = executions.iter().take(5).collect();
     let command = format!(
         "aws iot list-detect-mitigation-actions-executions --task-id {TASK_ID} --max-items 5"
     );
-    print_command(out, &command, &json!({ "actionsExecutions": shown }))?;
+    print_page(out, &command, "actionsExecutions", &executions, 5)?;
     let command = format!("aws iot describe-detect-mitigation-actions-task --task-id {TASK_ID}");
     print_command(out, &command, &json!({ "taskSummary": summary }))?;
 
@@ -372,7 +392,7 @@ fn mitigate(
     let command =
         format!("aws iot list-things-in-thing-group --thing-group-name {QUARANTINE_GROUP}");
     print_command(out, &command, &json!({ "things": things }))?;
-    Ok(things.into_iter().collect())
+    Ok((things.into_iter().collect(), summary.task_status))
 }
 
 /// Targets the active violations by id, as the guide does, or the whole profile when there are

@@ -94,17 +94,29 @@ pub fn parse_datetime(text: &str) -> Option<Timestamp> {
     let mut time_parts = hms.split(':').map(|p| p.parse::<i64>().ok());
     let (hours, minutes) = (time_parts.next()??, time_parts.next()??);
     let seconds = time_parts.next().unwrap_or(Some(0))?;
-    let valid = (1..=12).contains(&month)
-        && (1..=31).contains(&day)
-        && hours < 24
-        && minutes < 60
-        && seconds < 61;
-    if !valid || date_parts.next().is_some() {
+    let valid = (1..=9999).contains(&year)
+        && (1..=12).contains(&month)
+        && (1..=days_in_month(year, month)).contains(&day)
+        && (0..24).contains(&hours)
+        && (0..60).contains(&minutes)
+        && (0..61).contains(&seconds)
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !valid || date_parts.next().is_some() || time_parts.next().is_some() {
         return None;
     }
     let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
     let days = days_from_civil(year, month, day);
     Some(((days * 24 + hours) * 60 + minutes) * 60_000 + seconds * 1000 + millis)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
@@ -142,6 +154,10 @@ mod tests {
         assert_eq!(parse_datetime("2026-13-01 00:00:00"), None);
         assert_eq!(parse_datetime("yesterday"), None);
         assert_eq!(parse_datetime("2026-11-01 25:00:00"), None);
+        assert_eq!(parse_datetime("2023-02-29 00:00:00"), None);
+        assert_eq!(parse_datetime("2023-04-31 00:00:00"), None);
+        assert_eq!(parse_datetime("2023-01-01 -1:00:00"), None);
+        assert_eq!(parse_datetime("290000000-01-01 00:00:00"), None);
     }
 
     #[test]

@@ -110,49 +110,107 @@ struct Series {
 #[derive(Default)]
 struct Inputs {
     series: Vec<Series>,
-    reports: Vec<DeviceReport>,
+    /// Reports with the file and line they came from.
+    reports: Vec<(DeviceReport, PathBuf, usize)>,
+    /// Malformed or repeated rows skipped.
     skipped: usize,
+    /// Files in input folders that could not be read.
+    skipped_files: usize,
 }
 
 /// Runs the replay and prints training summaries and violations to `out`.
 pub fn run(args: &ReplayArgs, core: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut inputs = read_inputs(&args.inputs)?;
-    if inputs.series.is_empty() && inputs.reports.is_empty() {
+    if args.metric.starts_with("aws:") {
+        keep_counts_only(&mut inputs);
+    }
+    let datapoints: usize = inputs.series.iter().map(|s| s.points.len()).sum();
+    if datapoints == 0 && inputs.reports.is_empty() {
         bail!(
-            "no datapoints found in the inputs; expected CSV files with a `timestamp,value` header or `.jsonl` report files"
+            "no datapoints found in the inputs; expected CSV files of `timestamp,value` rows or \
+             `.jsonl` files of device reports"
         );
     }
     align_series(&mut inputs.series);
+    let labels = load_labels(args, &inputs.series)?;
     writeln!(
         out,
-        "Read {} series ({} datapoints) and {} device reports; skipped {} malformed rows",
+        "Read {} series ({datapoints} datapoints) and {} device reports; skipped {} rows and {} files",
         inputs.series.len(),
-        inputs.series.iter().map(|s| s.points.len()).sum::<usize>(),
         inputs.reports.len(),
-        inputs.skipped
+        inputs.skipped,
+        inputs.skipped_files
     )?;
 
     let mut engine = CoreEngine::load(core, replay_config(args))?;
-    configure(&mut engine, args, !inputs.reports.is_empty())?;
-    let events = feed(&mut engine, &inputs, args)?;
+    configure(
+        &mut engine,
+        args,
+        !inputs.series.is_empty(),
+        !inputs.reports.is_empty(),
+    )?;
+    let (events, rejected_reports) = feed(&mut engine, &inputs, args)?;
+    if rejected_reports > 0 {
+        writeln!(
+            out,
+            "{rejected_reports} device reports were rejected (see the messages above)"
+        )?;
+    }
 
     let summaries = engine.training_summaries(Some(PROFILE_NAME))?;
+    warn_inactive_models(&summaries);
     let value = iso_dates(
         json!({ "summaries": summaries }),
         &["trainingDataCollectionStartDate", "lastModelRefreshDate"],
     );
-    print_command(
-        out,
-        &format!(
-            "aws iot get-behavior-model-training-summaries --security-profile-name {PROFILE_NAME}"
-        ),
-        &value,
-    )?;
+    let command = format!(
+        "aws iot get-behavior-model-training-summaries --security-profile-name {PROFILE_NAME}"
+    );
+    print_command(out, &command, &value)?;
     if args.events {
         print_events(&events, &inputs.series, out)?;
     }
-    let labels = load_labels(args, &inputs.series)?;
-    print_series_table(&events, &inputs.series, labels.as_ref(), out)
+    let report_things: std::collections::BTreeSet<&str> = inputs
+        .reports
+        .iter()
+        .map(|(r, _, _)| r.thing_name.as_str())
+        .collect();
+    print_series_table(
+        &events,
+        &inputs.series,
+        &report_things,
+        &args.metric,
+        labels.as_ref(),
+        out,
+    )
+}
+
+/// Drops rows that are not counts, because `aws:` count metrics take non-negative integers.
+fn keep_counts_only(inputs: &mut Inputs) {
+    for series in &mut inputs.series {
+        let before = series.points.len();
+        series.points.retain(|(_, v)| *v >= 0.0 && v.fract() == 0.0);
+        let dropped = before - series.points.len();
+        if dropped > 0 {
+            eprintln!(
+                "warning: {dropped} rows of `{}` skipped: `aws:` metrics take non-negative whole counts",
+                series.thing
+            );
+            inputs.skipped += dropped;
+        }
+    }
+}
+
+fn warn_inactive_models(summaries: &[vigil_core::model::BehaviorModelTrainingSummary]) {
+    for summary in summaries {
+        if summary.model_status != vigil_core::model::ModelStatus::Active {
+            eprintln!(
+                "warning: the model of `{}` is {:?} at the end of the replay, so it raised no ML \
+                 alarms; give it more history or lower --training-days",
+                summary.behavior_name, summary.model_status
+            );
+        }
+    }
 }
 
 fn replay_config(args: &ReplayArgs) -> EngineConfig {
@@ -163,16 +221,25 @@ fn replay_config(args: &ReplayArgs) -> EngineConfig {
     }
 }
 
+/// Rows reported per file before the rest of its malformed rows are only counted.
+const MAX_REPORTED_ROWS: usize = 5;
+/// Latest accepted epoch time in seconds: the end of year 9999.
+const MAX_EPOCH_SECONDS: f64 = 253_402_300_799.0;
+
 fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Inputs> {
     let mut inputs = Inputs::default();
+    let mut seen = std::collections::BTreeSet::new();
     for path in paths {
-        let files = if path.is_dir() {
-            files_in(path)?
+        if path.is_dir() {
+            for file in files_in(path)? {
+                // A bad file inside a folder is skipped so the rest of the folder still replays.
+                if let Err(error) = read_file(&file, &mut inputs, &mut seen) {
+                    eprintln!("warning: {error:#}; file skipped");
+                    inputs.skipped_files += 1;
+                }
+            }
         } else {
-            vec![path.clone()]
-        };
-        for file in files {
-            read_file(&file, &mut inputs)?;
+            read_file(path, &mut inputs, &mut seen)?;
         }
     }
     Ok(inputs)
@@ -183,6 +250,7 @@ fn files_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         fs::read_dir(dir).with_context(|| format!("failed to read folder `{}`", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file())
         .filter(|path| {
             matches!(
                 path.extension().and_then(|e| e.to_str()),
@@ -194,97 +262,214 @@ fn files_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn read_file(path: &Path, inputs: &mut Inputs) -> anyhow::Result<()> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+fn read_file(
+    path: &Path,
+    inputs: &mut Inputs,
+    seen: &mut std::collections::BTreeSet<PathBuf>,
+) -> anyhow::Result<()> {
+    if !path.is_file() {
+        bail!(
+            "`{}` is not a regular file; pass CSV or .jsonl files or folders of them",
+            path.display()
+        );
+    }
+    let canonical = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if !seen.insert(canonical) {
+        eprintln!(
+            "warning: `{}` was given more than once; it is read once",
+            path.display()
+        );
+        return Ok(());
+    }
+    let bytes = fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "`{}` is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    let text = text.trim_start_matches('\u{feff}');
     if path.extension().and_then(|e| e.to_str()) == Some("jsonl") {
-        read_reports(path, &text, inputs);
+        read_reports(path, text, inputs);
     } else {
-        read_csv(path, &text, inputs)?;
+        read_csv(path, text, inputs)?;
     }
     Ok(())
 }
 
+/// Collects the malformed rows of one file, printing the first few.
+struct RowErrors<'a> {
+    path: &'a Path,
+    count: usize,
+}
+
+impl RowErrors<'_> {
+    fn report(&mut self, line: usize, reason: &str) {
+        self.count += 1;
+        if self.count <= MAX_REPORTED_ROWS {
+            eprintln!("{}:{line}: {reason}; row skipped", self.path.display());
+        }
+    }
+
+    fn finish(self, inputs: &mut Inputs) {
+        if self.count > MAX_REPORTED_ROWS {
+            let rest = self.count - MAX_REPORTED_ROWS;
+            eprintln!(
+                "{}: {rest} more malformed rows skipped",
+                self.path.display()
+            );
+        }
+        inputs.skipped += self.count;
+    }
+}
+
 fn read_csv(path: &Path, text: &str, inputs: &mut Inputs) -> anyhow::Result<()> {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("series");
-    let thing: String = stem
-        .chars()
-        .map(|c| if c.is_control() { '_' } else { c })
-        .take(128)
-        .collect();
-    let category = path
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
-    let mut points = Vec::new();
-    for (number, line) in text.lines().enumerate().skip(1) {
+    let Some(first_line) = text.lines().next() else {
+        bail!(
+            "`{}` is empty; expected a `timestamp,value` header row",
+            path.display()
+        );
+    };
+    // A first line that parses as data means the file has no header.
+    let skip = usize::from(parse_csv_row(first_line).is_err());
+    let mut errors = RowErrors { path, count: 0 };
+    let mut points: Vec<(Timestamp, f64)> = Vec::new();
+    for (number, line) in text.lines().enumerate().skip(skip) {
         if line.trim().is_empty() {
             continue;
         }
         match parse_csv_row(line) {
             Ok(point) => points.push(point),
-            Err(reason) => {
-                eprintln!("{}:{}: {reason}; row skipped", path.display(), number + 1);
-                inputs.skipped += 1;
-            }
+            Err(reason) => errors.report(number + 1, &reason),
         }
     }
-    if text.lines().next().is_none() {
-        bail!(
-            "`{}` is empty; expected a `timestamp,value` header row",
-            path.display()
-        );
-    }
+
+    // Keep the first value of a repeated timestamp, as a metric has one value per time.
     points.sort_by_key(|(t, _)| *t);
+    let before = points.len();
+    points.dedup_by_key(|(t, _)| *t);
+    if points.len() < before {
+        eprintln!(
+            "{}: {} rows with a repeated timestamp skipped",
+            path.display(),
+            before - points.len()
+        );
+        inputs.skipped += before - points.len();
+    }
+    errors.finish(inputs);
+    if points.is_empty() {
+        bail!("`{}` has no valid `timestamp,value` rows", path.display());
+    }
+
+    let category = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let thing = unique_thing_name(path, &inputs.series);
     inputs.series.push(Series {
         thing,
-        label_key: format!(
-            "{category}/{}",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-        ),
+        label_key: format!("{category}/{file_name}"),
         shift: 0,
         points,
     });
     Ok(())
 }
 
+/// The file stem as a thing name, prefixed with its folder (and then numbered) when another
+/// series already has that name.
+fn unique_thing_name(path: &Path, series: &[Series]) -> String {
+    let clean = |text: &str| -> String {
+        text.chars()
+            .map(|c| if c.is_control() { '_' } else { c })
+            .take(128)
+            .collect()
+    };
+    let stem = clean(
+        path.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("series"),
+    );
+    let taken = |name: &str| series.iter().any(|s| s.thing == name);
+    if !taken(&stem) {
+        return stem;
+    }
+    let folder = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("series");
+    let prefixed = clean(&format!("{folder}-{stem}"));
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                prefixed.clone()
+            } else {
+                format!("{prefixed}-{n}")
+            }
+        })
+        .find(|name| !taken(name))
+        .expect("an unused name exists")
+}
+
 fn parse_csv_row(line: &str) -> Result<(Timestamp, f64), String> {
-    let (timestamp, value) = line
-        .split_once(',')
-        .ok_or_else(|| format!("expected `timestamp,value`, got `{line}`"))?;
-    let timestamp = parse_datetime(timestamp.trim_matches('"')).ok_or_else(|| {
-        format!("invalid timestamp `{timestamp}`, expected `YYYY-MM-DD HH:MM:SS`")
+    let mut fields = line.split(',');
+    let (Some(timestamp), Some(value)) = (fields.next(), fields.next()) else {
+        return Err(format!(
+            "expected `timestamp,value`, got `{}`",
+            printable(line)
+        ));
+    };
+    if fields.next().is_some() {
+        return Err(format!(
+            "expected two columns `timestamp,value`, got `{}`",
+            printable(line)
+        ));
+    }
+    let timestamp = parse_datetime(timestamp.trim().trim_matches('"')).ok_or_else(|| {
+        format!(
+            "invalid timestamp `{}`, expected `YYYY-MM-DD HH:MM:SS` in UTC",
+            printable(timestamp)
+        )
     })?;
     let value: f64 = value
         .trim()
         .trim_matches('"')
         .parse()
-        .map_err(|_| format!("invalid value `{value}`, expected a number"))?;
+        .map_err(|_| format!("invalid value `{}`, expected a number", printable(value)))?;
     if !value.is_finite() {
         return Err(format!("invalid value `{value}`, expected a finite number"));
     }
     Ok((timestamp, value))
 }
 
+/// Input text safe to echo: control characters replaced, at most 80 characters.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(80)
+        .collect()
+}
+
 fn read_reports(path: &Path, text: &str, inputs: &mut Inputs) {
+    let mut errors = RowErrors { path, count: 0 };
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         match parse_report_line(line) {
-            Ok(report) => inputs.reports.push(report),
-            Err(reason) => {
-                eprintln!("{}:{}: {reason}; line skipped", path.display(), number + 1);
-                inputs.skipped += 1;
-            }
+            Ok(report) => inputs
+                .reports
+                .push((report, path.to_path_buf(), number + 1)),
+            Err(reason) => errors.report(number + 1, &reason),
         }
     }
+    errors.finish(inputs);
 }
 
 fn parse_report_line(line: &str) -> Result<DeviceReport, String> {
@@ -292,16 +477,30 @@ fn parse_report_line(line: &str) -> Result<DeviceReport, String> {
         serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let thing = value["thingName"]
         .as_str()
-        .ok_or("missing string field `thingName`")?;
+        .ok_or("`thingName` must be a string")?;
     let timestamp = match &value["timestamp"] {
         serde_json::Value::Number(seconds) => {
-            seconds.as_f64().map(|s| (s * 1000.0).round() as Timestamp)
+            let seconds = seconds.as_f64().unwrap_or(f64::NAN);
+            if !(0.0..=MAX_EPOCH_SECONDS).contains(&seconds) {
+                return Err(format!(
+                    "`timestamp` {seconds} is out of range: expected epoch seconds between 0 and \
+                     {MAX_EPOCH_SECONDS} (milliseconds must be divided by 1000)"
+                ));
+            }
+            (seconds * 1000.0).round() as Timestamp
         }
-        serde_json::Value::String(text) => parse_datetime(text),
-        _ => None,
-    }
-    .ok_or("missing `timestamp`: expected epoch seconds or an ISO-8601 string")?;
+        serde_json::Value::String(text) => parse_datetime(text).ok_or_else(|| {
+            format!(
+                "invalid `timestamp` `{}`, expected ISO-8601 in UTC",
+                printable(text)
+            )
+        })?,
+        _ => return Err("`timestamp` must be epoch seconds or an ISO-8601 string".to_string()),
+    };
     let report = value.get("report").ok_or("missing object field `report`")?;
+    if !report.is_object() {
+        return Err("`report` must be an object".to_string());
+    }
     Ok(DeviceReport {
         thing_name: thing.to_string(),
         received_at: timestamp,
@@ -328,7 +527,12 @@ fn align_series(series: &mut [Series]) {
     }
 }
 
-fn configure(engine: &mut CoreEngine, args: &ReplayArgs, has_reports: bool) -> anyhow::Result<()> {
+fn configure(
+    engine: &mut CoreEngine,
+    args: &ReplayArgs,
+    has_series: bool,
+    has_reports: bool,
+) -> anyhow::Result<()> {
     let is_custom = !args.metric.starts_with("aws:");
     if is_custom {
         engine
@@ -337,7 +541,7 @@ fn configure(engine: &mut CoreEngine, args: &ReplayArgs, has_reports: bool) -> a
     }
     let behaviors = match &args.profile {
         Some(path) => read_profile_behaviors(path)?,
-        None => default_behaviors(args, has_reports),
+        None => default_behaviors(args, has_series, has_reports),
     };
     let profile = SecurityProfile {
         name: PROFILE_NAME.to_string(),
@@ -350,20 +554,27 @@ fn configure(engine: &mut CoreEngine, args: &ReplayArgs, has_reports: bool) -> a
     engine.attach_security_profile(PROFILE_NAME, ALL_THINGS)
 }
 
+/// Reads behaviors from `{"behaviors": [...]}`, the shape `create-security-profile` takes, or from
+/// a bare list of behaviors.
 fn read_profile_behaviors(path: &Path) -> anyhow::Result<Vec<Behavior>> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("failed to read profile `{}`", path.display()))?;
-    #[derive(serde::Deserialize)]
-    struct ProfileFile {
-        behaviors: Vec<Behavior>,
-    }
-    let file: ProfileFile = serde_json::from_str(&text).with_context(|| {
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("failed to parse `{}` as JSON", path.display()))?;
+    let behaviors_value = match &value {
+        serde_json::Value::Object(object) => object
+            .get("behaviors")
+            .cloned()
+            .with_context(|| format!("`{}` has no `behaviors` list", path.display()))?,
+        _ => value.clone(),
+    };
+    // Parse the list alone so serde's error names the behavior and the field.
+    serde_json::from_value::<Vec<Behavior>>(behaviors_value).with_context(|| {
         format!(
-            "failed to parse `{}`: expected {{\"behaviors\": [...]}}",
+            "invalid behaviors in `{}`: expected {{\"behaviors\": [...]}} or a list of behaviors",
             path.display()
         )
-    })?;
-    Ok(file.behaviors)
+    })
 }
 
 fn ml_behavior(metric: &str, args: &ReplayArgs) -> Behavior {
@@ -389,66 +600,127 @@ fn ml_behavior(metric: &str, args: &ReplayArgs) -> Behavior {
     }
 }
 
-fn default_behaviors(args: &ReplayArgs, has_reports: bool) -> Vec<Behavior> {
-    let mut behaviors = vec![ml_behavior(&args.metric, args)];
+fn default_behaviors(args: &ReplayArgs, has_series: bool, has_reports: bool) -> Vec<Behavior> {
+    let mut behaviors = Vec::new();
+    if has_series {
+        behaviors.push(ml_behavior(&args.metric, args));
+    }
     if has_reports {
         behaviors.extend(REPORT_METRICS.iter().map(|m| ml_behavior(m, args)));
     }
     behaviors
 }
 
-/// Feeds series datapoints and reports in event-time order and returns every violation event.
+/// One input in event-time order.
+enum Item<'a> {
+    Point(Datapoint),
+    Report(&'a (DeviceReport, PathBuf, usize)),
+}
+
+impl Item<'_> {
+    fn time(&self) -> Timestamp {
+        match self {
+            Item::Point(point) => point.timestamp,
+            Item::Report((report, _, _)) => report.received_at,
+        }
+    }
+}
+
+/// Feeds series datapoints and reports merged in event-time order. Returns every violation event
+/// and the number of rejected reports.
 fn feed(
     engine: &mut CoreEngine,
     inputs: &Inputs,
     args: &ReplayArgs,
-) -> anyhow::Result<Vec<ViolationEvent>> {
-    let mut datapoints: Vec<Datapoint> = inputs
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().map(move |(t, v)| (s, *t + s.shift, *v)))
-        .map(|(s, t, v)| Datapoint {
-            thing_name: s.thing.clone(),
-            metric: args.metric.clone(),
-            dimension_name: None,
-            timestamp: t,
-            value: metric_value(&args.metric, v),
+) -> anyhow::Result<(Vec<ViolationEvent>, usize)> {
+    let points = inputs.series.iter().flat_map(|s| {
+        s.points.iter().map(move |(t, v)| {
+            Item::Point(Datapoint {
+                thing_name: s.thing.clone(),
+                metric: args.metric.clone(),
+                dimension_name: None,
+                timestamp: *t + s.shift,
+                value: metric_value(&args.metric, *v),
+            })
         })
+    });
+    let mut items: Vec<Item> = points
+        .chain(inputs.reports.iter().map(Item::Report))
         .collect();
-    datapoints.sort_by(|a, b| (a.timestamp, &a.thing_name).cmp(&(b.timestamp, &b.thing_name)));
+    items.sort_by_key(Item::time);
 
     let mut events = Vec::new();
-    for batch in datapoints.chunks(BATCH) {
-        let result = engine.ingest_datapoints(batch.to_vec())?;
-        for rejection in &result.rejected {
+    let mut rejected = 0;
+    let mut index = 0;
+    while index < items.len() {
+        // Send runs of the same kind together, at most BATCH at a time.
+        let is_point = matches!(items[index], Item::Point(_));
+        let run_end = (index..items.len().min(index + BATCH))
+            .find(|&i| matches!(items[i], Item::Point(_)) != is_point)
+            .unwrap_or(items.len().min(index + BATCH));
+        let run = &items[index..run_end];
+        if is_point {
+            events.extend(ingest_points(engine, run)?);
+        } else {
+            let (run_events, run_rejected) = ingest_reports(engine, run)?;
+            events.extend(run_events);
+            rejected += run_rejected;
+        }
+        index = run_end;
+    }
+    Ok((events, rejected))
+}
+
+fn ingest_points(engine: &mut CoreEngine, run: &[Item]) -> anyhow::Result<Vec<ViolationEvent>> {
+    let batch: Vec<Datapoint> = run
+        .iter()
+        .filter_map(|item| match item {
+            Item::Point(point) => Some(point.clone()),
+            Item::Report(_) => None,
+        })
+        .collect();
+    let result = engine.ingest_datapoints(batch.clone())?;
+    for rejection in &result.rejected {
+        let thing = &batch[rejection.index as usize].thing_name;
+        eprintln!("datapoint of `{thing}` rejected: {}", rejection.message);
+    }
+    Ok(result.events)
+}
+
+fn ingest_reports(
+    engine: &mut CoreEngine,
+    run: &[Item],
+) -> anyhow::Result<(Vec<ViolationEvent>, usize)> {
+    let sources: Vec<&(DeviceReport, PathBuf, usize)> = run
+        .iter()
+        .filter_map(|item| match item {
+            Item::Report(source) => Some(*source),
+            Item::Point(_) => None,
+        })
+        .collect();
+    let batch: Vec<DeviceReport> = sources
+        .iter()
+        .map(|(report, _, _)| report.clone())
+        .collect();
+    let (outcomes, events) = engine.ingest_reports(batch)?;
+    let mut rejected = 0;
+    for ((report, path, line), outcome) in sources.into_iter().zip(outcomes) {
+        if let ReportOutcome::Rejected(rejection) = outcome {
+            rejected += 1;
             eprintln!(
-                "datapoint of `{}` rejected: {}",
-                batch[rejection.index as usize].thing_name, rejection.message
+                "{}:{line}: report of `{}` rejected: {rejection}",
+                path.display(),
+                report.thing_name
             );
         }
-        events.extend(result.events);
     }
-    let mut reports = inputs.reports.clone();
-    reports.sort_by_key(|r| r.received_at);
-    for batch in reports.chunks(BATCH) {
-        let (outcomes, report_events) = engine.ingest_reports(batch.to_vec())?;
-        for (report, outcome) in batch.iter().zip(outcomes) {
-            if let ReportOutcome::Rejected(rejection) = outcome {
-                eprintln!(
-                    "report of `{}` at {} rejected: {rejection}",
-                    report.thing_name,
-                    iso8601(report.received_at)
-                );
-            }
-        }
-        events.extend(report_events);
-    }
-    Ok(events)
+    Ok((events, rejected))
 }
 
 fn metric_value(metric: &str, value: f64) -> MetricValue {
     if metric.starts_with("aws:") {
-        MetricValue::count(value.max(0.0).round() as u64)
+        // `keep_counts_only` has dropped negative and fractional values.
+        MetricValue::count(value as u64)
     } else {
         MetricValue::number(value)
     }
@@ -554,6 +826,8 @@ fn discover_labels(inputs: &[PathBuf]) -> Option<PathBuf> {
 fn print_series_table(
     events: &[ViolationEvent],
     series: &[Series],
+    report_things: &std::collections::BTreeSet<&str>,
+    metric: &str,
     labels: Option<&Labels>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
@@ -573,7 +847,9 @@ fn print_series_table(
         let alarms: Vec<Timestamp> = events
             .iter()
             .filter(|e| {
-                e.thing_name == s.thing && e.violation_event_type == ViolationEventType::InAlarm
+                e.thing_name == s.thing
+                    && e.violation_event_type == ViolationEventType::InAlarm
+                    && e.behavior.metric.as_deref() == Some(metric)
             })
             .map(|e| e.violation_event_time - s.shift)
             .collect();
@@ -599,6 +875,23 @@ fn print_series_table(
             ));
         }
         writeln!(out, "{line}")?;
+    }
+    for thing in report_things {
+        let alarms = events
+            .iter()
+            .filter(|e| {
+                e.thing_name == *thing && e.violation_event_type == ViolationEventType::InAlarm
+            })
+            .filter(|e| e.behavior.metric.as_deref() != Some(metric))
+            .count();
+        total_alarms += alarms;
+        writeln!(
+            out,
+            "{:<40} {:>10} {:>8}",
+            format!("{thing} (reports)"),
+            "-",
+            alarms
+        )?;
     }
     write!(out, "total: {total_alarms} alarms")?;
     if labels.is_some() {
