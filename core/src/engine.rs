@@ -23,7 +23,7 @@ use crate::training::TrainingConfig;
 use crate::validate;
 use crate::violations::{ViolationFilter, Violations};
 
-pub use evaluation::BehaviorState;
+pub use evaluation::{BehaviorState, ExpectedRange};
 pub use profiles::ProfileState;
 pub use tasks::ExecutionFilter;
 

@@ -9,8 +9,9 @@
 //! of the UTC day and for the day as a whole. The hour buckets learn daily patterns; the whole-day
 //! moments stand in while an hour has seen too few datapoints. The smoothing factor starts at
 //! `1/n` (an exact running mean) and settles at a floor that gives the trailing 14 days most of
-//! the weight. Residuals are clipped before they update the moments, so one spike or a short
-//! attack barely moves what the model has learned.
+//! the weight. The model adapts fully to what it learns, so level shifts become the new normal
+//! within days; the engine keeps alarming datapoints out of the model for a while, so an attack
+//! does not teach the model that it is normal.
 //!
 //! A datapoint is scored by its distance from the expected mean in standard deviations (`z`).
 //! Each confidence level is a cut-off on `z`; the expected range reported with an alarm is the
@@ -31,10 +32,6 @@ const HOUR_ALPHA_FLOOR: f64 = 1.0 / 168.0;
 const DAY_ALPHA_FLOOR: f64 = 1.0 / 4032.0;
 /// An hour bucket is trusted fully once it has this many samples (two weeks at one per hour).
 const HOUR_FULL_WEIGHT_SAMPLES: f64 = 14.0;
-/// Residuals beyond this many standard deviations are clipped before they update the moments.
-const CLIP_SIGMAS: f64 = 3.0;
-/// Samples before clipping starts; until then the moments are too rough to judge outliers.
-const CLIP_WARMUP_SAMPLES: u32 = 12;
 
 /// Cut-offs on `z` for each confidence level; `High` is the least sensitive.
 pub fn z_cutoff(level: ConfidenceLevel) -> f64 {
@@ -72,11 +69,12 @@ impl Scale {
         }
     }
 
-    /// Smallest standard deviation the model assumes, on the transformed scale.
-    fn noise_floor(self, mean: f64) -> f64 {
+    /// Smallest standard deviation the model assumes, on the transformed scale: the Poisson noise
+    /// of counts, or 0.1 % of the range seen so far for real numbers.
+    fn noise_floor(self, range: f64) -> f64 {
         match self {
             Scale::Count => 1.0,
-            Scale::Real => 1e-3 * mean.abs() + 1e-6,
+            Scale::Real => (1e-3 * range).max(f64::MIN_POSITIVE),
         }
     }
 }
@@ -90,22 +88,15 @@ struct Moments {
 }
 
 impl Moments {
-    fn update(&mut self, y: f64, alpha_floor: f64, floor: f64) {
+    fn update(&mut self, y: f64, alpha_floor: f64) {
         self.samples = self.samples.saturating_add(1);
-        let alpha = (1.0 / f64::from(self.samples)).max(alpha_floor);
-        let mut residual = y - self.mean;
-
-        // Clip outliers once the moments are meaningful, so spikes do not drag the baseline.
-        if self.samples > CLIP_WARMUP_SAMPLES {
-            let limit = CLIP_SIGMAS * self.variance.sqrt().max(floor);
-            residual = residual.clamp(-limit, limit);
-        }
-
         if self.samples == 1 {
             self.mean = y;
             self.variance = 0.0;
             return;
         }
+        let alpha = (1.0 / f64::from(self.samples)).max(alpha_floor);
+        let residual = y - self.mean;
         self.mean += alpha * residual;
         self.variance = (1.0 - alpha) * (self.variance + alpha * residual * residual);
     }
@@ -135,6 +126,9 @@ pub struct SeasonalModel {
     scale: Scale,
     hours: [Moments; HOURS_PER_DAY],
     day: Moments,
+    /// Smallest and largest transformed value seen, which set the noise floor of real numbers.
+    low: f64,
+    high: f64,
 }
 
 impl SeasonalModel {
@@ -144,6 +138,8 @@ impl SeasonalModel {
             scale,
             hours: [Moments::default(); HOURS_PER_DAY],
             day: Moments::default(),
+            low: f64::INFINITY,
+            high: f64::NEG_INFINITY,
         }
     }
 
@@ -155,9 +151,10 @@ impl SeasonalModel {
     /// Learns one datapoint observed at `timestamp`.
     pub fn learn(&mut self, timestamp: Timestamp, value: f64) {
         let y = self.scale.forward(value);
-        let floor = self.scale.noise_floor(self.day.mean);
-        self.hours[hour_of_day(timestamp)].update(y, HOUR_ALPHA_FLOOR, floor);
-        self.day.update(y, DAY_ALPHA_FLOOR, floor);
+        self.low = self.low.min(y);
+        self.high = self.high.max(y);
+        self.hours[hour_of_day(timestamp)].update(y, HOUR_ALPHA_FLOOR);
+        self.day.update(y, DAY_ALPHA_FLOOR);
     }
 
     /// What the model expects at `timestamp`, blending the hour with the whole day while the hour
@@ -167,10 +164,18 @@ impl SeasonalModel {
         let weight = (f64::from(hour.samples) / HOUR_FULL_WEIGHT_SAMPLES).min(1.0);
         let mean = weight * hour.mean + (1.0 - weight) * self.day.mean;
         let variance = weight * hour.variance + (1.0 - weight) * self.day.variance;
-        let floor = self.scale.noise_floor(mean);
+        let floor = self.scale.noise_floor(self.range());
         Expectation {
             mean,
             sigma: variance.sqrt().max(floor),
+        }
+    }
+
+    fn range(&self) -> f64 {
+        if self.high >= self.low {
+            self.high - self.low
+        } else {
+            0.0
         }
     }
 
@@ -203,9 +208,11 @@ impl SeasonalModel {
     }
 }
 
-/// Maps `z` to 0..1: about 0.36 at z = 4, 0.83 at z = 8 and 0.98 at z = 12.
-fn squash(z: f64) -> f64 {
-    1.0 - (-(z / 6.0).powi(2)).exp()
+/// Maps `z` to 0..1 as `z² / (z² + 36)`: 0.31 at z = 4, 0.64 at z = 8 and 0.80 at z = 12. It
+/// keeps growing for large `z`, so the most extreme datapoints still rank above merely large ones.
+pub fn squash(z: f64) -> f64 {
+    let z2 = z * z;
+    z2 / (z2 + 36.0)
 }
 
 fn hour_of_day(timestamp: Timestamp) -> usize {
@@ -263,13 +270,14 @@ mod tests {
     }
 
     #[test]
-    fn one_spike_barely_moves_the_baseline() {
+    fn level_shift_becomes_normal_within_days() {
         let mut model = trained_on_daily_pattern(14);
-        let t = 14 * DAY_MS + 20 * HOUR;
-        let before = model.expectation(t).mean;
-        model.learn(t, 1_000_000.0);
-        let after = model.expectation(t).mean;
-        assert!((after - before).abs() < 0.2);
+        let t = 14 * DAY_MS + 8 * HOUR;
+        assert!(model.score(t, 60.0).z > z_cutoff(ConfidenceLevel::Low));
+        for i in 0..5 * 288 {
+            model.learn(14 * DAY_MS + i * PERIOD, 60.0 + 60f64.sqrt() * noise(i));
+        }
+        assert!(model.score(19 * DAY_MS + 8 * HOUR, 60.0).z < z_cutoff(ConfidenceLevel::Low));
     }
 
     #[test]

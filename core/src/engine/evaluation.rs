@@ -20,6 +20,9 @@ use crate::violations::Observation;
 /// then the fleet's model scores the thing.
 const MIN_THING_SAMPLES: u32 = 288;
 
+/// Violating datapoints in a row that the models do not learn from (a day at 5 minutes).
+const MAX_UNLEARNED_STREAK: u32 = 288;
+
 /// Evaluation state of one behavior of one profile.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BehaviorState {
@@ -50,6 +53,15 @@ impl ModelPair {
 
     fn freeze(&mut self) {
         self.scorer = Some(self.learner.clone());
+    }
+
+    /// The scoring copy once models are active, else the learning one.
+    fn range_model(&self, scoring: bool) -> Option<&SeasonalModel> {
+        if scoring {
+            self.scorer.as_ref()
+        } else {
+            Some(&self.learner)
+        }
     }
 }
 
@@ -264,6 +276,68 @@ impl Engine {
     }
 }
 
+/// The range of values an ML behavior accepts from one thing at one time of day.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpectedRange {
+    /// Lower end, in the metric's own units.
+    pub low: f64,
+    /// Upper end, in the metric's own units.
+    pub high: f64,
+    /// Whether the range comes from the model that scores datapoints (frozen at the last
+    /// refresh) rather than from the model still learning before the first build.
+    pub scoring: bool,
+}
+
+impl Engine {
+    /// Returns the range an ML behavior accepts from `thing` at `timestamp` at the behavior's
+    /// confidence level: the same `expectedLow` and `expectedHigh` a violation would carry.
+    /// Before the first successful build it is the range of the learning model instead. Returns
+    /// `None` for unknown names, non-ML behaviors and models without data.
+    pub fn ml_expected_range(
+        &self,
+        profile: &str,
+        behavior: &str,
+        thing: &str,
+        timestamp: Timestamp,
+    ) -> Option<ExpectedRange> {
+        let state = self
+            .profiles
+            .get(profile)?
+            .behaviors
+            .iter()
+            .find(|s| s.behavior.name == behavior)?;
+        let criteria = state.behavior.criteria.as_ref()?;
+        let level = criteria.ml_detection_config.as_ref()?.confidence_level;
+        let (model, scoring) = state.range_model(thing)?;
+        let explanation = model.explain(timestamp, 0.0, level);
+        Some(ExpectedRange {
+            low: explanation.expected_low,
+            high: explanation.expected_high,
+            scoring,
+        })
+    }
+}
+
+impl BehaviorState {
+    /// Picks the model the way scoring does: the thing's own once it has learned enough, else
+    /// the fleet's. Before the first build, the learning copies stand in.
+    fn range_model(&self, thing: &str) -> Option<(&SeasonalModel, bool)> {
+        let scoring = self.training.is_active();
+        let pick = |pair| ModelPair::range_model(pair, scoring);
+        let own = self
+            .things
+            .get(thing)
+            .and_then(|t| t.model.as_ref())
+            .and_then(pick)
+            .filter(|m| m.samples() >= MIN_THING_SAMPLES);
+        let fleet = self.fleet.as_ref().and_then(pick);
+        own.or(fleet)
+            .filter(|m| m.samples() > 0)
+            .map(|m| (m, scoring))
+    }
+}
+
 fn freeze_models(state: &mut BehaviorState) {
     if let Some(fleet) = &mut state.fleet {
         fleet.freeze();
@@ -417,20 +491,119 @@ fn decide_ml(
         })
     });
 
+    let decision = decision.flatten();
     state.training.record_datapoint(timestamp);
-    state
-        .fleet
-        .get_or_insert_with(|| ModelPair::new(scale))
-        .learner
-        .learn(timestamp, value);
     let thing = state
         .things
         .entry(datapoint.thing_name.clone())
         .or_default();
+
+    // Keep alarming datapoints out of the models, so an attack does not become the new normal.
+    // A change that lasts longer than a day is accepted as one.
+    let violating = decision.as_ref().is_some_and(|d| d.violating);
+    if violating && thing.violating_streak < MAX_UNLEARNED_STREAK {
+        return decision;
+    }
     thing
         .model
         .get_or_insert_with(|| ModelPair::new(scale))
         .learner
         .learn(timestamp, value);
-    decision.flatten()
+    state
+        .fleet
+        .get_or_insert_with(|| ModelPair::new(scale))
+        .learner
+        .learn(timestamp, value);
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EngineConfig;
+    use crate::model::{ConfidenceLevel, MachineLearningDetectionConfig, SecurityProfile};
+
+    const THING: &str = "sensor-1";
+
+    fn learning_engine() -> Engine {
+        let config = EngineConfig {
+            ml_training_days: 1,
+            ml_min_datapoints: 0,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(config);
+        let behavior = Behavior {
+            name: "messages".to_string(),
+            metric: Some("aws:num-messages-sent".to_string()),
+            metric_dimension: None,
+            criteria: Some(BehaviorCriteria {
+                ml_detection_config: Some(MachineLearningDetectionConfig {
+                    confidence_level: ConfidenceLevel::High,
+                }),
+                ..BehaviorCriteria::default()
+            }),
+            suppress_alerts: None,
+            export_metric: None,
+        };
+        let profile = SecurityProfile {
+            name: "guard".to_string(),
+            behaviors: vec![behavior],
+            ..SecurityProfile::default()
+        };
+        engine.create_security_profile(profile, 0).unwrap();
+        engine
+            .attach_security_profile("guard", "arn:aws:iot:us-east-1:123456789012:all/things")
+            .unwrap();
+        engine
+    }
+
+    fn send_periods(engine: &mut Engine, periods: std::ops::Range<i64>) {
+        let points: Vec<Datapoint> = periods
+            .map(|k| Datapoint {
+                thing_name: THING.to_string(),
+                metric: "aws:num-messages-sent".to_string(),
+                dimension_name: None,
+                timestamp: (k + 1) * PERIOD_MS,
+                value: MetricValue::count(20 + (k % 5) as u64),
+            })
+            .collect();
+        engine.ingest_datapoints(&points);
+    }
+
+    #[test]
+    fn expected_range_follows_learner_then_scorer() {
+        let mut engine = learning_engine();
+        assert_eq!(
+            engine.ml_expected_range("guard", "messages", THING, 0),
+            None
+        );
+
+        send_periods(&mut engine, 0..100);
+        let learning = engine
+            .ml_expected_range("guard", "messages", THING, 100 * PERIOD_MS)
+            .unwrap();
+        assert!(!learning.scoring);
+        assert!(learning.low <= 20.0, "low {}", learning.low);
+        assert!(learning.high >= 24.0, "high {}", learning.high);
+
+        send_periods(&mut engine, 100..600);
+        let scoring = engine
+            .ml_expected_range("guard", "messages", THING, 600 * PERIOD_MS)
+            .unwrap();
+        assert!(scoring.scoring);
+        assert!(scoring.low <= 20.0, "low {}", scoring.low);
+        assert!(scoring.high >= 24.0, "high {}", scoring.high);
+    }
+
+    #[test]
+    fn expected_range_is_none_for_unknown_names() {
+        let mut engine = learning_engine();
+        send_periods(&mut engine, 0..10);
+        let at = 10 * PERIOD_MS;
+        assert_eq!(
+            engine.ml_expected_range("other", "messages", THING, at),
+            None
+        );
+        assert_eq!(engine.ml_expected_range("guard", "other", THING, at), None);
+    }
 }

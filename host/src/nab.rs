@@ -1,0 +1,510 @@
+//! `vigil nab`: runs Vigil's ML detector over a corpus in the Numenta Anomaly Benchmark layout
+//! (`data/<category>/<file>.csv` and `labels/combined_windows.json`), writes per-row results in
+//! NAB's results layout, and scores them with NAB's rules.
+
+pub mod score;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use vigil_core::ml::{Scale, SeasonalModel, squash, z_cutoff};
+use vigil_core::model::{ConfidenceLevel, Timestamp};
+
+use crate::output::parse_datetime;
+use score::{PROFILES, Profile, ScoringRow};
+
+/// Name of the detector in results paths.
+pub const DETECTOR: &str = "vigil";
+
+/// Arguments of `vigil nab`.
+#[derive(clap::Args, Debug)]
+pub struct NabArgs {
+    /// Root of a corpus in NAB's layout: `data/<category>/<file>.csv` and
+    /// `labels/combined_windows.json`.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Folder for the per-row results, written as `<detector>/<category>/<detector>_<file>.csv`.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Also write the results table as Markdown to this file.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+/// Arguments of `vigil nab-score`.
+#[derive(clap::Args, Debug)]
+pub struct NabScoreArgs {
+    /// Root of the corpus in NAB's layout.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Results folder holding `<detector>/<category>/<detector>_<file>.csv`.
+    #[arg(long, value_name = "DIR")]
+    pub results: PathBuf,
+    /// Detector names to score.
+    #[arg(long = "detector", value_name = "NAME", required = true)]
+    pub detectors: Vec<String>,
+}
+
+/// One labelled series.
+pub struct CorpusFile {
+    /// `category/file.csv`, the key in the labels file.
+    pub key: String,
+    /// Timestamps as written in the file.
+    pub raw_timestamps: Vec<String>,
+    /// Parsed timestamps.
+    pub timestamps: Vec<Timestamp>,
+    /// Values.
+    pub values: Vec<f64>,
+    /// Anomaly windows as inclusive row ranges.
+    pub windows: Vec<(usize, usize)>,
+}
+
+impl CorpusFile {
+    fn category(&self) -> &str {
+        self.key.split('/').next().unwrap_or_default()
+    }
+
+    fn file_name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or_default()
+    }
+
+    fn label(&self, row: usize) -> u8 {
+        u8::from(self.windows.iter().any(|(a, b)| row >= *a && row <= *b))
+    }
+}
+
+/// Loads every CSV under `root/data` with its windows from `root/labels/combined_windows.json`.
+pub fn load_corpus(root: &Path) -> anyhow::Result<Vec<CorpusFile>> {
+    let labels_path = root.join("labels/combined_windows.json");
+    let labels_text = fs::read_to_string(&labels_path).with_context(|| {
+        format!(
+            "failed to read `{}`; --data must be the root of a NAB-style corpus",
+            labels_path.display()
+        )
+    })?;
+    let labels: BTreeMap<String, Vec<[String; 2]>> = serde_json::from_str(&labels_text)
+        .with_context(|| {
+            format!(
+                "failed to parse `{}`: expected {{\"category/file.csv\": [[start, end], ...]}}",
+                labels_path.display()
+            )
+        })?;
+
+    let data = root.join("data");
+    let mut files = Vec::new();
+    for category in sorted_entries(&data)? {
+        if !category.is_dir() {
+            continue;
+        }
+        for path in sorted_entries(&category)? {
+            if path.extension().and_then(|e| e.to_str()) != Some("csv") {
+                continue;
+            }
+            let key = format!(
+                "{}/{}",
+                category.file_name().unwrap_or_default().to_string_lossy(),
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            files.push(load_file(&path, key, &labels)?);
+        }
+    }
+    if files.is_empty() {
+        bail!(
+            "no CSV files under `{}`; expected data/<category>/<file>.csv",
+            data.display()
+        );
+    }
+    Ok(files)
+}
+
+fn sorted_entries(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries =
+        fs::read_dir(dir).with_context(|| format!("failed to read folder `{}`", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    Ok(paths)
+}
+
+fn load_file(
+    path: &Path,
+    key: String,
+    labels: &BTreeMap<String, Vec<[String; 2]>>,
+) -> anyhow::Result<CorpusFile> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    let mut file = CorpusFile {
+        key,
+        raw_timestamps: Vec::new(),
+        timestamps: Vec::new(),
+        values: Vec::new(),
+        windows: Vec::new(),
+    };
+    for (number, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = line
+            .split_once(',')
+            .and_then(|(t, v)| Some((t, parse_datetime(t)?, v.trim().parse::<f64>().ok()?)));
+        let Some((raw, timestamp, value)) = parsed else {
+            bail!(
+                "{}:{}: expected `timestamp,value`, got `{line}`",
+                path.display(),
+                number + 1
+            );
+        };
+        file.raw_timestamps.push(raw.to_string());
+        file.timestamps.push(timestamp);
+        file.values.push(value);
+    }
+    for [start, end] in labels.get(&file.key).into_iter().flatten() {
+        let (Some(start), Some(end)) = (parse_datetime(start), parse_datetime(end)) else {
+            bail!(
+                "invalid window [{start}, {end}] for `{}` in the labels file",
+                file.key
+            );
+        };
+        let first = file.timestamps.partition_point(|t| *t < start);
+        let last = file.timestamps.partition_point(|t| *t <= end);
+        if last > first {
+            file.windows.push((first, last - 1));
+        }
+    }
+    Ok(file)
+}
+
+/// How fast the memory of a reported score fades, per row. Scores only count when they rise above
+/// the faded peak of earlier ones.
+const ONSET_DECAY: f64 = 0.999;
+
+/// Anomaly scores of one series, computed causally: each row is scored before it is learned.
+///
+/// A row keeps its score only when the score rises above the faded peak of earlier scores, and
+/// gets 0 otherwise. This mirrors the alarm lifecycle, where only the first datapoint of an
+/// anomalous run raises `in-alarm` and later ones extend the same violation.
+pub fn detect(file: &CorpusFile) -> Vec<f64> {
+    let mut model = SeasonalModel::new(Scale::Real);
+    let mut peak: f64 = 0.0;
+    file.timestamps
+        .iter()
+        .zip(&file.values)
+        .map(|(&timestamp, &value)| {
+            let score = if model.samples() < 2 {
+                0.0
+            } else {
+                model.score(timestamp, value).anomaly_score
+            };
+            model.learn(timestamp, value);
+            peak *= ONSET_DECAY;
+            let onset = if score > peak { score } else { 0.0 };
+            peak = peak.max(score);
+            onset
+        })
+        .collect()
+}
+
+/// One row of the results table.
+pub struct TableRow {
+    /// Detector label.
+    pub detector: String,
+    /// Normalised standard, low-FP and low-FN scores.
+    pub profiles: [f64; 3],
+    /// Normalised standard score on realAWSCloudwatch.
+    pub aws: f64,
+    /// Normalised standard score on realKnownCause.
+    pub known_cause: f64,
+}
+
+/// Published NAB scores for comparison: standard, low FP, low FN, then the realAWSCloudwatch and
+/// realKnownCause standard subtotals (NaN where unpublished). Corpus scores are from the NAB
+/// scoreboard (numenta/NAB README and results/final_results.json); subtotals are computed from
+/// NAB's stored per-file score files.
+pub const PUBLISHED: [(&str, [f64; 5]); 4] = [
+    ("ARTime (published)", [74.9, 65.2, 80.4, 69.5, 63.9]),
+    ("Numenta HTM (published)", [70.1, 63.1, 74.3, 73.4, 55.5]),
+    ("CAD OSE (published)", [69.9, 67.0, 73.2, 71.5, 41.8]),
+    (
+        "Random Cut Forest (published)",
+        [51.7, 38.4, 59.7, 57.6, 43.1],
+    ),
+];
+
+/// Runs the harness: detect, write results, score, print the table.
+pub fn run(args: &NabArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let corpus = load_corpus(&args.data)?;
+    let scores: Vec<Vec<f64>> = corpus.iter().map(detect).collect();
+    write_results(&args.out, DETECTOR, &corpus, &scores)?;
+
+    let mut table = vec![score_detector(
+        "vigil (oracle threshold)",
+        &corpus,
+        &scores,
+        None,
+    )];
+    for level in [
+        ConfidenceLevel::Low,
+        ConfidenceLevel::Medium,
+        ConfidenceLevel::High,
+    ] {
+        let name = format!("{DETECTOR}_{}", format!("{level:?}").to_lowercase());
+        let binary: Vec<Vec<f64>> = scores
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|&v| {
+                        if v >= squash(z_cutoff(level)) {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        write_results(&args.out, &name, &corpus, &binary)?;
+        let label = format!("vigil {level:?} (fixed cut-off z > {})", z_cutoff(level));
+        table.push(score_detector(&label, &corpus, &binary, Some(0.5)));
+    }
+    print_table(&table, corpus.len(), started.elapsed().as_secs_f64(), out)?;
+    if let Some(path) = &args.markdown {
+        fs::write(path, markdown_table(&table))
+            .with_context(|| format!("failed to write `{}`", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Scores detectors' stored results with the best corpus-wide threshold, like NAB does.
+pub fn run_score(args: &NabScoreArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let corpus = load_corpus(&args.data)?;
+    let mut table = Vec::new();
+    for detector in &args.detectors {
+        let scores = read_results(&args.results, detector, &corpus)?;
+        table.push(score_detector(detector, &corpus, &scores, None));
+    }
+    print_table(&table, corpus.len(), started.elapsed().as_secs_f64(), out)
+}
+
+/// Reads the `anomaly_score` column of every file's results.
+pub fn read_results(
+    dir: &Path,
+    detector: &str,
+    corpus: &[CorpusFile],
+) -> anyhow::Result<Vec<Vec<f64>>> {
+    corpus
+        .iter()
+        .map(|file| {
+            let path = dir
+                .join(detector)
+                .join(file.category())
+                .join(format!("{detector}_{}", file.file_name()));
+            let text = fs::read_to_string(&path)
+                .with_context(|| format!("failed to read `{}`", path.display()))?;
+            let header = text.lines().next().unwrap_or_default();
+            let column = header
+                .split(',')
+                .position(|c| c.trim() == "anomaly_score")
+                .with_context(|| {
+                    format!(
+                        "`{}` has no `anomaly_score` column in its header `{header}`",
+                        path.display()
+                    )
+                })?;
+            let scores: Vec<f64> = text
+                .lines()
+                .skip(1)
+                .filter(|l| !l.trim().is_empty())
+                .enumerate()
+                .map(|(row, line)| {
+                    let field = line.split(',').nth(column).unwrap_or_default();
+                    field.trim().parse::<f64>().with_context(|| {
+                        format!(
+                            "{}:{}: invalid anomaly score `{field}`",
+                            path.display(),
+                            row + 2
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            if scores.len() != file.values.len() {
+                bail!(
+                    "`{}` has {} rows but the corpus file has {}",
+                    path.display(),
+                    scores.len(),
+                    file.values.len()
+                );
+            }
+            Ok(scores)
+        })
+        .collect()
+}
+
+/// Writes `dir/<detector>/<category>/<detector>_<file>.csv` for every file.
+pub fn write_results(
+    dir: &Path,
+    detector: &str,
+    corpus: &[CorpusFile],
+    scores: &[Vec<f64>],
+) -> anyhow::Result<()> {
+    for (file, scores) in corpus.iter().zip(scores) {
+        let folder = dir.join(detector).join(file.category());
+        fs::create_dir_all(&folder)
+            .with_context(|| format!("failed to create `{}`", folder.display()))?;
+        let path = folder.join(format!("{detector}_{}", file.file_name()));
+        let mut text = String::from("timestamp,value,anomaly_score,label\n");
+        for (row, score) in scores.iter().enumerate() {
+            let line = format!(
+                "{},{},{score},{}\n",
+                file.raw_timestamps[row],
+                file.values[row],
+                file.label(row)
+            );
+            text.push_str(&line);
+        }
+        fs::write(&path, text).with_context(|| format!("failed to write `{}`", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Scores a detector on the corpus: with the best corpus-wide threshold per profile, or at a
+/// fixed threshold.
+pub fn score_detector(
+    label: &str,
+    corpus: &[CorpusFile],
+    scores: &[Vec<f64>],
+    fixed: Option<f64>,
+) -> TableRow {
+    let mut profiles = [0.0; 3];
+    let mut subtotals = [0.0; 2];
+    for (index, profile) in PROFILES.iter().enumerate() {
+        let per_file = rows_per_file(corpus, scores, profile);
+        let all_rows: Vec<ScoringRow> = per_file
+            .iter()
+            .flat_map(|(rows, _)| rows.iter().copied())
+            .collect();
+        let window_count: usize = corpus.iter().map(|f| f.windows.len()).sum();
+        let threshold =
+            fixed.unwrap_or_else(|| score::best_threshold(&all_rows, window_count, profile).0);
+        let file_scores: Vec<f64> = per_file
+            .iter()
+            .map(|(rows, windows)| score::score_at(rows, windows, threshold, profile).score)
+            .collect();
+        profiles[index] = score::normalize(file_scores.iter().sum(), window_count, profile);
+        if index == 0 {
+            subtotals = ["realAWSCloudwatch", "realKnownCause"]
+                .map(|c| category_score(corpus, &file_scores, c, profile));
+        }
+    }
+    TableRow {
+        detector: label.to_string(),
+        profiles,
+        aws: subtotals[0],
+        known_cause: subtotals[1],
+    }
+}
+
+fn rows_per_file(
+    corpus: &[CorpusFile],
+    scores: &[Vec<f64>],
+    profile: &Profile,
+) -> Vec<(Vec<ScoringRow>, Vec<usize>)> {
+    let mut first_window = 0;
+    corpus
+        .iter()
+        .zip(scores)
+        .map(|(file, scores)| {
+            let rows = score::scoring_rows(scores, &file.windows, first_window, profile);
+            let windows = (first_window..first_window + file.windows.len()).collect();
+            first_window += file.windows.len();
+            (rows, windows)
+        })
+        .collect()
+}
+
+fn category_score(
+    corpus: &[CorpusFile],
+    file_scores: &[f64],
+    category: &str,
+    profile: &Profile,
+) -> f64 {
+    let (raw, windows) = corpus
+        .iter()
+        .zip(file_scores)
+        .filter(|(file, _)| file.category() == category)
+        .fold((0.0, 0), |(raw, windows), (file, score)| {
+            (raw + score, windows + file.windows.len())
+        });
+    if windows == 0 {
+        f64::NAN
+    } else {
+        score::normalize(raw, windows, profile)
+    }
+}
+
+fn print_table(
+    table: &[TableRow],
+    files: usize,
+    seconds: f64,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "NAB: {files} files, detection, results and scoring in {seconds:.1} s"
+    )?;
+    writeln!(
+        out,
+        "{:<40} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "detector", "standard", "low FP", "low FN", "AWS std", "KnownCause"
+    )?;
+    for row in table {
+        let [standard, low_fp, low_fn] = row.profiles;
+        writeln!(
+            out,
+            "{:<40} {standard:>9.1} {low_fp:>9.1} {low_fn:>9.1} {:>9.1} {:>11.1}",
+            row.detector, row.aws, row.known_cause
+        )?;
+    }
+    for (name, [standard, low_fp, low_fn, aws, known_cause]) in PUBLISHED {
+        writeln!(
+            out,
+            "{name:<40} {standard:>9.1} {low_fp:>9.1} {low_fn:>9.1} {aws:>9.1} {known_cause:>11.1}"
+        )?;
+    }
+    let best = &table[0];
+    writeln!(
+        out,
+        "NAB vigil standard={:.1} low_fp={:.1} low_fn={:.1} aws_standard={:.1} known_cause_standard={:.1}",
+        best.profiles[0], best.profiles[1], best.profiles[2], best.aws, best.known_cause
+    )?;
+    Ok(())
+}
+
+fn markdown_table(table: &[TableRow]) -> String {
+    let mut text = String::from(
+        "# NAB results\n\nGenerated by `vigil nab --data NAB_DIR --out target/nab --markdown docs/nab-results.md`, \
+         where NAB_DIR holds the corpus (`data/` and `labels/`). Scores are normalised so the null \
+         detector scores 0 and a perfect one 100. The oracle row uses the best corpus-wide threshold \
+         per profile, as NAB's scoreboard does; the LOW, MEDIUM and HIGH rows use the fixed z cut-offs \
+         of the confidence levels and need no labels.\n\n",
+    );
+    text.push_str("| detector | standard | reward low FP | reward low FN | realAWSCloudwatch (standard) | realKnownCause (standard) |\n|---|---|---|---|---|---|\n",
+    );
+    for row in table {
+        let [a, b, c] = row.profiles;
+        text.push_str(&format!(
+            "| {} | {a:.1} | {b:.1} | {c:.1} | {:.1} | {:.1} |\n",
+            row.detector, row.aws, row.known_cause
+        ));
+    }
+    for (name, [a, b, c, d, e]) in PUBLISHED {
+        text.push_str(&format!(
+            "| {name} | {a:.1} | {b:.1} | {c:.1} | {d:.1} | {e:.1} |\n"
+        ));
+    }
+    text
+}
