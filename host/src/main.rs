@@ -40,13 +40,19 @@ enum Command {
     Replay(vigil_host::replay::ReplayArgs),
     /// Measure datapoints scored and learned per second, natively and through wasmtime.
     Bench(vigil_host::bench::BenchArgs),
+    /// Run the ML detector over a Numenta Anomaly Benchmark corpus and score it with NAB's rules.
+    Nab(vigil_host::nab::NabArgs),
+    /// Score stored detector results in NAB's layout with NAB's rules.
+    NabScore(vigil_host::nab::NabScoreArgs),
+    /// Serve the browser demo over HTTP at /demo/ (loopback only unless --bind says otherwise).
+    Serve(vigil_host::serve::ServeArgs),
 }
 
 #[derive(clap::Args, Debug)]
 struct DemoArgs {
     /// Things in the simulated fleet.
-    #[arg(long, default_value_t = 240)]
-    things: usize,
+    #[arg(long, default_value_t = 240, value_parser = clap::value_parser!(u32).range(16..=100_000))]
+    things: u32,
     /// Simulated days; models train for the first 14 and attacks start two days before the end.
     #[arg(long, default_value_t = 21, value_parser = clap::value_parser!(i64).range(17..=60))]
     days: i64,
@@ -54,8 +60,8 @@ struct DemoArgs {
     #[arg(long, default_value_t = 2026)]
     seed: u64,
     /// Attacked things per attack kind (four kinds).
-    #[arg(long, default_value_t = 2)]
-    attacks_per_kind: usize,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    attacks_per_kind: u32,
 }
 
 fn main() -> std::process::ExitCode {
@@ -99,16 +105,16 @@ fn init_tracing() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let core = locate_core_wasm(cli.core.as_deref())?;
+    let core = || locate_core_wasm(cli.core.as_deref());
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Demo(args) => {
             let options = DemoOptions {
-                things: args.things,
+                things: args.things as usize,
                 days: args.days,
                 seed: args.seed,
-                attacks_per_kind: args.attacks_per_kind,
-                core_wasm: core,
+                attacks_per_kind: args.attacks_per_kind as usize,
+                core_wasm: core()?,
                 plugins_dir: locate_plugins(cli.plugins.as_deref())?,
                 progress: true,
             };
@@ -120,8 +126,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             demo::run(&options, &mut stdout)?;
         }
-        Command::Replay(args) => vigil_host::replay::run(&args, &core, &mut stdout)?,
-        Command::Bench(args) => vigil_host::bench::run(&args, &core, &mut stdout)?,
+        Command::Replay(args) => vigil_host::replay::run(&args, &core()?, &mut stdout)?,
+        Command::Bench(args) => vigil_host::bench::run(&args, &core()?, &mut stdout)?,
+        Command::Nab(args) => vigil_host::nab::run(&args, &mut stdout)?,
+        Command::NabScore(args) => vigil_host::nab::run_score(&args, &mut stdout)?,
+        Command::Serve(args) => vigil_host::serve::run(&args, &mut stdout)?,
     }
     stdout.flush().context("failed to write to stdout")
 }

@@ -14,6 +14,10 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+mod web;
+
+use web::{build_web, replace_dir};
+
 /// WebAssembly targets the workspace builds for.
 const WASM_TARGETS: [&str; 2] = ["wasm32-unknown-unknown", "wasm32-wasip2"];
 
@@ -31,6 +35,12 @@ const CORE_COMPONENT_PACKAGE: &str = "vigil-core-component";
 
 /// Crates that must build for `wasm32-unknown-unknown`, which proves the core is portable.
 const BROWSER_PACKAGES: [&str; 2] = ["vigil-web", "vigil-core"];
+
+/// The wasm-bindgen CLI must be exactly the version of the `wasm-bindgen` crate in Cargo.lock.
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+
+/// Debian's Chromium, which the browser test drives through playwright-core.
+const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Guest crates linted for `wasm32-wasip2`.
 const GUEST_PACKAGES: [&str; 3] = [
@@ -55,8 +65,11 @@ enum Task {
     Setup,
     /// Builds the core component, plugins, test fixtures and web module into `target/wasm/`.
     BuildWasm,
-    /// Runs build-wasm, builds the release `vigil` host and copies the core component and
-    /// plugins next to it in `target/release/`.
+    /// Builds the browser demo into `target/web-demo/`: the web module through wasm-bindgen,
+    /// the page, and uPlot from npm.
+    BuildWeb,
+    /// Runs build-wasm, builds the release `vigil` host and the browser demo, and copies the
+    /// core component, plugins and demo next to the host in `target/release/`.
     Build,
     /// Runs build, then `target/release/vigil demo` with the given arguments.
     Demo {
@@ -64,8 +77,11 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Runs build, then rustfmt, clippy for the host and guest crates, and the tests.
+    /// Runs build, then rustfmt, clippy for the host and guest crates, the tests, and the
+    /// browser demo test and benchmark in headless Chromium.
     Test,
+    /// Runs build, then only the browser demo test and benchmark in headless Chromium.
+    TestWeb,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,9 +90,14 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Task::Setup => setup(),
         Task::BuildWasm => build_wasm(&workspace),
+        Task::BuildWeb => build_web(&workspace),
         Task::Build => build(&workspace),
         Task::Demo { args } => demo(&workspace, &args),
         Task::Test => test(&workspace),
+        Task::TestWeb => {
+            build(&workspace)?;
+            browser_step(&workspace)
+        }
     }
 }
 
@@ -100,6 +121,11 @@ impl Workspace {
     /// Directory where build-wasm collects the WebAssembly artifacts.
     fn wasm_dir(&self) -> PathBuf {
         self.target.join("wasm")
+    }
+
+    /// Directory where build-web assembles the browser demo.
+    fn web_demo_dir(&self) -> PathBuf {
+        self.target.join("web-demo")
     }
 
     /// Directory of a guest build's outputs.
@@ -203,6 +229,11 @@ fn build(workspace: &Workspace) -> anyhow::Result<()> {
         let file_name = plugin.file_name().context("failed to name a plugin file")?;
         collect(&plugin, &release.join("plugins").join(file_name))?;
     }
+
+    build_web(workspace)?;
+    let demo = release.join("web-demo");
+    replace_dir(&workspace.web_demo_dir(), &demo)?;
+    println!("{:>14}  {}", "web demo", demo.display());
     Ok(())
 }
 
@@ -250,6 +281,15 @@ fn test(workspace: &Workspace) -> anyhow::Result<()> {
     step(
         "tests",
         || run(&mut workspace.cargo(&["test", "--release"])),
+    )?;
+    browser_step(workspace)
+}
+
+/// Runs the browser demo test and benchmark, the last step of `test`.
+fn browser_step(workspace: &Workspace) -> anyhow::Result<()> {
+    step(
+        "browser demo test and benchmark (headless Chromium)",
+        || web::test_in_browser(workspace),
     )
 }
 
