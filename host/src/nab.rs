@@ -177,9 +177,9 @@ fn load_file(
     Ok(file)
 }
 
-/// How fast the memory of a reported score fades, per row. Scores only count when they rise above
-/// the faded peak of earlier ones.
-const ONSET_DECAY: f64 = 0.999;
+/// Time over which the memory of a reported score fades by a factor of e: one week. A score
+/// counts only when it rises above the faded peak of earlier ones.
+const ONSET_MEMORY_MS: f64 = 7.0 * 86_400_000.0;
 
 /// Anomaly scores of one series, computed causally: each row is scored before it is learned.
 ///
@@ -189,6 +189,7 @@ const ONSET_DECAY: f64 = 0.999;
 pub fn detect(file: &CorpusFile) -> Vec<f64> {
     let mut model = SeasonalModel::new(Scale::Real);
     let mut peak: f64 = 0.0;
+    let mut previous = file.timestamps.first().copied().unwrap_or_default();
     file.timestamps
         .iter()
         .zip(&file.values)
@@ -199,7 +200,9 @@ pub fn detect(file: &CorpusFile) -> Vec<f64> {
                 model.score(timestamp, value).anomaly_score
             };
             model.learn(timestamp, value);
-            peak *= ONSET_DECAY;
+            let elapsed = (timestamp - previous).max(0) as f64;
+            previous = timestamp;
+            peak *= (-elapsed / ONSET_MEMORY_MS).exp();
             let onset = if score > peak { score } else { 0.0 };
             peak = peak.max(score);
             onset
