@@ -3,8 +3,7 @@
 //!
 //! The fleet produces one datapoint per thing, metric and five-minute period, and feeds them to a
 //! [`WebEngine`] inside WebAssembly, so a simulated period costs no conversion to JavaScript.
-//! It is deterministic for a seed, like the `vigil demo` fleet it mirrors, but it is not the
-//! same stream of numbers.
+//! What each thing does in a period comes from the `vigil-sim` crate, which `vigil demo` shares.
 
 use serde::Serialize;
 use vigil_core::Engine;
@@ -14,6 +13,8 @@ use vigil_core::model::{MetricValue, Timestamp, ViolationEvent};
 use wasm_bindgen::prelude::*;
 
 use crate::{WebEngine, to_js};
+pub(crate) use vigil_sim::Rng;
+use vigil_sim::{AttackKind, DeviceClass};
 
 /// The metrics each thing reports, in the order of [`PeriodValues::as_array`].
 pub const METRICS: [&str; 5] = [
@@ -40,88 +41,6 @@ pub struct SimulatedFleet {
     periods: i64,
     /// Ring buffers of `HISTORY_PERIODS` values per (thing, metric); NaN where nothing was sent.
     history: Vec<f32>,
-}
-
-/// The kinds of attack a visitor can inject, by the names the page uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttackKind {
-    /// `message-flood`: 25 times the usual number of messages.
-    MessageFlood,
-    /// `credential-stuffing`: dozens of failed authorizations per period.
-    CredentialStuffing,
-    /// `reconnect-storm`: dozens of connects and disconnects per period.
-    ReconnectStorm,
-    /// `data-exfiltration`: usual message counts, but messages 12 times larger.
-    DataExfiltration,
-}
-
-impl AttackKind {
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "message-flood" => Some(Self::MessageFlood),
-            "credential-stuffing" => Some(Self::CredentialStuffing),
-            "reconnect-storm" => Some(Self::ReconnectStorm),
-            "data-exfiltration" => Some(Self::DataExfiltration),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::MessageFlood => "message-flood",
-            Self::CredentialStuffing => "credential-stuffing",
-            Self::ReconnectStorm => "reconnect-storm",
-            Self::DataExfiltration => "data-exfiltration",
-        }
-    }
-}
-
-/// A kind of device with its own daily rhythm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DeviceClass {
-    SmartLight,
-    Thermostat,
-    Camera,
-    DoorLock,
-}
-
-impl DeviceClass {
-    const ALL: [DeviceClass; 4] = [
-        DeviceClass::SmartLight,
-        DeviceClass::Thermostat,
-        DeviceClass::Camera,
-        DeviceClass::DoorLock,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            DeviceClass::SmartLight => "smart-light",
-            DeviceClass::Thermostat => "thermostat",
-            DeviceClass::Camera => "camera",
-            DeviceClass::DoorLock => "door-lock",
-        }
-    }
-
-    /// Mean messages sent per five-minute period at `hour` (UTC).
-    fn message_rate(self, hour: f64) -> f64 {
-        let bump = |center: f64, width: f64| (-((hour - center) / width).powi(2)).exp();
-        match self {
-            DeviceClass::SmartLight => 2.0 + 30.0 * bump(20.0, 2.5),
-            DeviceClass::Thermostat => 12.0 + 4.0 * bump(13.0, 4.0),
-            DeviceClass::Camera => 20.0 + 25.0 * bump(15.0, 5.0),
-            DeviceClass::DoorLock => 1.0 + 10.0 * bump(7.5, 1.0) + 12.0 * bump(18.5, 1.5),
-        }
-    }
-
-    /// Typical message size in bytes.
-    fn message_bytes(self) -> f64 {
-        match self {
-            DeviceClass::SmartLight => 180.0,
-            DeviceClass::Thermostat => 320.0,
-            DeviceClass::Camera => 4_000.0,
-            DeviceClass::DoorLock => 240.0,
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -226,7 +145,7 @@ impl SimulatedFleet {
             .map(|t| ThingInfo {
                 thing_name: &t.name,
                 device_class: t.class.name(),
-                attack: t.attack.map(AttackKind::name),
+                attack: t.attack.map(AttackKind::slug),
                 disconnected: t.disconnected,
             })
             .collect();
@@ -367,80 +286,21 @@ impl SimulatedFleet {
         if thing.disconnected {
             return None;
         }
-        let rng = &mut self.rng;
         let hour = start.rem_euclid(DAY_MS) as f64 / 3_600_000.0;
-        let mut rate = thing.class.message_rate(hour) * thing.rate_scale;
-        let mut size = thing.class.message_bytes() * (1.0 + 0.08 * rng.normal()).max(0.5);
-        let mut authorization_failures = rng.poisson(0.01);
-        let mut reconnects = rng.poisson(0.004);
-        match thing.attack {
-            Some(AttackKind::MessageFlood) => rate *= 25.0,
-            Some(AttackKind::CredentialStuffing) => {
-                authorization_failures += 40 + rng.poisson(20.0);
-            }
-            Some(AttackKind::ReconnectStorm) => reconnects += 25 + rng.poisson(10.0),
-            Some(AttackKind::DataExfiltration) => size *= 12.0,
-            None => {}
-        }
-
-        // Every thing sends at least a heartbeat, so each period has a message size.
+        let activity = vigil_sim::period_activity(
+            thing.class,
+            thing.rate_scale,
+            hour,
+            thing.attack,
+            &mut self.rng,
+        );
         Some(PeriodValues {
-            messages_sent: rng.poisson(rate).max(1),
-            largest_message_bytes: size.round() as u64,
-            authorization_failures,
-            connection_attempts: reconnects,
-            disconnects: reconnects,
+            messages_sent: activity.messages_sent,
+            largest_message_bytes: activity.largest_message_bytes,
+            authorization_failures: activity.authorization_failures,
+            connection_attempts: activity.reconnects,
+            disconnects: activity.reconnects,
         })
-    }
-}
-
-/// A small, fast, seedable random number generator (splitmix64).
-#[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform number in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A standard normal number (Box-Muller transform).
-    fn normal(&mut self) -> f64 {
-        let u = self.unit().max(1e-12);
-        let v = self.unit();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-
-    /// A Poisson-distributed count with mean `lambda`; a normal approximation above 30.
-    pub(crate) fn poisson(&mut self, lambda: f64) -> u64 {
-        if lambda <= 0.0 {
-            return 0;
-        }
-        if lambda > 30.0 {
-            let sample = lambda + lambda.sqrt() * self.normal();
-            return sample.round().max(0.0) as u64;
-        }
-        // Knuth's method: multiply uniforms until the product drops below e^-lambda.
-        let limit = (-lambda).exp();
-        let mut product = self.unit();
-        let mut count = 0;
-        while product > limit {
-            product *= self.unit();
-            count += 1;
-        }
-        count
     }
 }
 
@@ -509,7 +369,7 @@ mod tests {
             AttackKind::ReconnectStorm,
             AttackKind::DataExfiltration,
         ] {
-            assert_eq!(AttackKind::parse(kind.name()), Some(kind));
+            assert_eq!(AttackKind::parse(kind.slug()), Some(kind));
         }
         assert_eq!(AttackKind::parse("flood"), None);
     }
