@@ -24,7 +24,7 @@ use crate::engine::CoreEngine;
 use crate::ids::uuid_from;
 use crate::output::{iso_dates, print_command, print_empty_command};
 use crate::plugins::{PluginHost, PluginLimits};
-use crate::sim::{AttackKind, Fleet};
+use crate::sim::{AttackKind, DeviceClass, Fleet};
 
 /// Start of the simulation: 2026-11-01T00:00:00Z.
 pub const DEMO_START: Timestamp = 1_793_491_200_000;
@@ -84,7 +84,7 @@ pub struct DemoReport {
     pub attacks: Vec<AttackOutcome>,
     /// Things never attacked.
     pub clean_things: usize,
-    /// `in-alarm` events not caused by an attack.
+    /// `in-alarm` events on clean things.
     pub false_alarms: usize,
     /// Thing-days monitored by active models on clean things.
     pub clean_device_days: f64,
@@ -189,7 +189,8 @@ fn create_profile(engine: &mut CoreEngine, out: &mut dyn Write) -> anyhow::Resul
     print_empty_command(out, &command)
 }
 
-/// Picks attacked things spread over the fleet and the device classes.
+/// Picks attacked things spread over the fleet, each kind on every device class in turn. Things
+/// are assigned to classes round-robin, so the class of thing `i` is `i % 4`.
 fn schedule_attacks(
     fleet: &mut Fleet,
     per_kind: usize,
@@ -200,7 +201,10 @@ fn schedule_attacks(
     let mut attacked = BTreeMap::new();
     for n in 0..total.min(fleet.things.len()) {
         let kind = AttackKind::ALL[n % AttackKind::ALL.len()];
-        let index = (n * stride + n / AttackKind::ALL.len()) % fleet.things.len();
+        // Start of a block of four things, then the class this attack takes in turn.
+        let classes = DeviceClass::ALL.len();
+        let block = (n * stride) / classes * classes;
+        let index = (block + (n + n / AttackKind::ALL.len()) % classes) % fleet.things.len();
         fleet.inject(index, kind, start);
         attacked.insert(fleet.things[index].name.clone(), (kind, start));
     }
@@ -452,11 +456,7 @@ fn summarize(
         })
         .collect();
     let false_alarms = in_alarm()
-        .filter(|e| {
-            attacked
-                .get(&e.thing_name)
-                .is_none_or(|(_, start)| e.violation_event_time <= *start)
-        })
+        .filter(|e| !attacked.contains_key(&e.thing_name))
         .count();
     let clean_things = fleet.things.len() - attacked.len();
     let monitored_days = (options.days - vigil_core::training::TRAINING_DAYS) as f64;

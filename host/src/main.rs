@@ -16,17 +16,14 @@ const LOG_ENV: &str = "VIGIL_LOG";
 #[command(
     name = "vigil",
     version,
-    about = "Open IoT fleet anomaly detection compatible with AWS IoT Device Defender Detect"
+    about = "Open IoT fleet anomaly detection compatible with AWS IoT Device Defender Detect",
+    after_help = "Logging: set VIGIL_LOG to a tracing filter, for example \
+                  VIGIL_LOG=vigil=debug,vigil_host=debug (default: warn)."
 )]
 struct Cli {
     /// Path of the core component (default: vigil-core.wasm next to this binary, then target/wasm).
     #[arg(long, global = true, value_name = "PATH")]
     core: Option<PathBuf>,
-
-    /// Directory of mitigation plugin components (default: plugins/ next to this binary, then
-    /// target/wasm/plugins).
-    #[arg(long, global = true, value_name = "DIR")]
-    plugins: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -50,10 +47,15 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct DemoArgs {
-    /// Things in the simulated fleet.
+    /// Directory of mitigation plugin components (default: plugins/ next to this binary, then
+    /// target/wasm/plugins).
+    #[arg(long, value_name = "DIR")]
+    plugins: Option<PathBuf>,
+    /// Things in the simulated fleet, 16 to 100000 and at least 16 × --attacks-per-kind.
     #[arg(long, default_value_t = 240, value_parser = clap::value_parser!(u32).range(16..=100_000))]
     things: u32,
-    /// Simulated days; models train for the first 14 and attacks start two days before the end.
+    /// Simulated days, 17 to 60; models train for the first 14 and attacks start two days
+    /// before the end.
     #[arg(long, default_value_t = 21, value_parser = clap::value_parser!(i64).range(17..=60))]
     days: i64,
     /// Seed of the simulation.
@@ -69,11 +71,20 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A closed pipe (for example `vigil nab ... | head`) is the reader's choice, not an error.
+        Err(error) if is_broken_pipe(&error) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             report_error(&error);
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Prints an error; validation problems get one line each.
@@ -96,12 +107,21 @@ fn report_error(error: &anyhow::Error) {
 }
 
 fn init_tracing() {
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let (filter, invalid) = match std::env::var(LOG_ENV) {
+        Ok(value) => match EnvFilter::try_new(&value) {
+            Ok(filter) => (filter, None),
+            Err(error) => (EnvFilter::new("warn"), Some((value, error))),
+        },
+        Err(_) => (EnvFilter::new("warn"), None),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some((value, error)) = invalid {
+        tracing::warn!("ignoring invalid {LOG_ENV}={value:?} ({error}); logging warnings only");
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -115,7 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed: args.seed,
                 attacks_per_kind: args.attacks_per_kind as usize,
                 core_wasm: core()?,
-                plugins_dir: locate_plugins(cli.plugins.as_deref())?,
+                plugins_dir: locate_plugins(args.plugins.as_deref())?,
                 progress: true,
             };
             if options.things < 16 * options.attacks_per_kind.max(1) {

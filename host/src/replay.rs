@@ -63,22 +63,25 @@ impl From<Confidence> for ConfidenceLevel {
 /// Arguments of `vigil replay`.
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
-    /// CSV files (`timestamp,value` with a header row), folders of them, and `.jsonl` files of
-    /// device reports (`{"thingName": ..., "timestamp": ..., "report": {...}}` per line).
+    /// CSV files (`timestamp,value`, UTC times as `YYYY-MM-DD HH:MM:SS`), `.jsonl` files of
+    /// device reports (`{"thingName": ..., "timestamp": EPOCH_SECONDS or ISO-8601 UTC,
+    /// "report": {...}}` per line), or folders holding `.csv` and `.jsonl` files (not searched
+    /// recursively).
     #[arg(required = true, value_name = "PATH")]
     pub inputs: Vec<PathBuf>,
-    /// Metric the CSV values are replayed as: an `aws:` count metric, or a custom `number`
-    /// metric that is created for the replay.
+    /// Metric the CSV values are replayed as: an `aws:` count metric, which takes whole
+    /// non-negative values only, or a custom `number` metric that is created for the replay.
     #[arg(long, default_value = "replay-value")]
     pub metric: String,
     /// Confidence level of the ML behaviors.
     #[arg(long, value_enum, default_value = "high")]
     pub confidence: Confidence,
-    /// Days from the first datapoint to the first model build. AWS waits 14; a replay
+    /// Days from the first datapoint to the first model build, 1 to 60. AWS waits 14; a replay
     /// bootstraps from the start of its history instead.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i64).range(1..=60))]
     pub training_days: i64,
-    /// Datapoints the training window must hold before a build (AWS: 25000).
+    /// Datapoints of a behavior, over all things, that the trailing training window must hold
+    /// before a build (AWS: 25000; at least 1 is always required).
     #[arg(long, default_value_t = 0)]
     pub min_datapoints: u64,
     /// Violating datapoints in a row before an alarm (1 to 10).
