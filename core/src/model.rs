@@ -32,7 +32,7 @@ pub struct MetricValue {
 }
 
 impl MetricValue {
-    /// A value with only `count` set.
+    /// Creates a value with only `count` set.
     pub fn count(count: u64) -> Self {
         Self {
             count: Some(count),
@@ -40,7 +40,7 @@ impl MetricValue {
         }
     }
 
-    /// A value with only `number` set.
+    /// Creates a value with only `number` set.
     pub fn number(number: f64) -> Self {
         Self {
             number: Some(number),
@@ -48,13 +48,13 @@ impl MetricValue {
         }
     }
 
-    /// The scalar this value carries, if it is a `count` or a `number`.
+    /// Returns the scalar this value carries, if it is a `count` or a `number`.
     pub fn as_scalar(&self) -> Option<f64> {
         self.count.map(|c| c as f64).or(self.number)
     }
 }
 
-/// How a datapoint is compared with a behavior's value.
+/// Comparison between a datapoint and a behavior's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ComparisonOperator {
@@ -171,7 +171,7 @@ pub enum BehaviorCriteriaType {
 }
 
 impl BehaviorCriteria {
-    /// The kind of criteria, decided by which of the threshold members is set.
+    /// Returns the kind of criteria, decided by which of the threshold members is set.
     pub fn criteria_type(&self) -> BehaviorCriteriaType {
         if self.ml_detection_config.is_some() {
             BehaviorCriteriaType::MachineLearning
@@ -221,12 +221,30 @@ pub struct Behavior {
 }
 
 impl Behavior {
-    /// The kind of criteria, or `None` for a behavior without criteria.
+    /// Creates an ML Detect behavior on `metric` at `level`, with AWS's defaults for everything
+    /// else.
+    pub fn machine_learning(name: &str, metric: &str, level: ConfidenceLevel) -> Self {
+        Self {
+            name: name.to_string(),
+            metric: Some(metric.to_string()),
+            metric_dimension: None,
+            criteria: Some(BehaviorCriteria {
+                ml_detection_config: Some(MachineLearningDetectionConfig {
+                    confidence_level: level,
+                }),
+                ..BehaviorCriteria::default()
+            }),
+            suppress_alerts: None,
+            export_metric: None,
+        }
+    }
+
+    /// Returns the kind of criteria, or `None` for a behavior without criteria.
     pub fn criteria_type(&self) -> Option<BehaviorCriteriaType> {
         self.criteria.as_ref().map(BehaviorCriteria::criteria_type)
     }
 
-    /// Whether alerts for this behavior are suppressed.
+    /// Returns whether alerts for this behavior are suppressed.
     pub fn is_suppressed(&self) -> bool {
         self.suppress_alerts.unwrap_or(false)
     }
@@ -272,7 +290,7 @@ pub struct SecurityProfile {
     /// The behaviors.
     #[serde(default)]
     pub behaviors: Vec<Behavior>,
-    /// Alert targets keyed by type; AWS knows only `SNS`.
+    /// Alert targets keyed by type. AWS accepts only the `SNS` type.
     #[serde(default)]
     pub alert_targets: std::collections::BTreeMap<String, AlertTarget>,
     /// Metrics retained without a behavior.
@@ -300,7 +318,7 @@ pub struct StoredSecurityProfile {
     pub last_modified_date: Timestamp,
 }
 
-/// What a person decided about a violation.
+/// A person's verdict on a violation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum VerificationState {
@@ -327,7 +345,7 @@ pub enum ViolationEventType {
     AlarmInvalidated,
 }
 
-/// Why the ML model flagged a datapoint. Vigil's extension to the AWS shapes.
+/// The ML model's reasons for flagging a datapoint, a Vigil extension to the AWS shapes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MlExplanation {
@@ -550,7 +568,7 @@ pub enum MitigationActionType {
 }
 
 impl MitigationActionParams {
-    /// The types of every member that is set, in declaration order.
+    /// Returns the types of every member that is set, in declaration order.
     pub fn set_types(&self) -> Vec<MitigationActionType> {
         use MitigationActionType as T;
         let members = [
@@ -611,7 +629,7 @@ pub struct MitigationAction {
     pub last_modified_date: Timestamp,
 }
 
-/// What a mitigation task acts on.
+/// Target of a mitigation task.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DetectMitigationActionsTaskTarget {

@@ -13,9 +13,9 @@ use vigil_core::mitigation::{ExecutionOutcome, PendingExecution};
 use vigil_core::model::{
     ActiveViolation, AddThingsToThingGroupParams, Behavior, BehaviorCriteria,
     BehaviorModelTrainingSummary, ComparisonOperator, ConfidenceLevel,
-    DetectMitigationActionsTaskTarget, ExecutionStatus, MachineLearningDetectionConfig,
-    MetricValue, MitigationActionParams, ModelStatus, SecurityProfile, StatisticalThreshold,
-    TaskRequest, TaskStatistics, TaskStatus, Timestamp, ViolationEvent, ViolationEventType,
+    DetectMitigationActionsTaskTarget, ExecutionStatus, MetricValue, MitigationActionParams,
+    ModelStatus, SecurityProfile, StatisticalThreshold, TaskRequest, TaskStatistics, TaskStatus,
+    Timestamp, ViolationEvent, ViolationEventType,
 };
 use vigil_core::report::ReportFormat;
 use vigil_core::violations::ViolationFilter;
@@ -93,19 +93,7 @@ fn at_most_percentile(name: &str, statistic: &str) -> Behavior {
 
 /// Builds an ML Detect behavior on `aws:num-messages-sent` with confidence `HIGH`.
 fn learned_messages(name: &str) -> Behavior {
-    Behavior {
-        name: name.to_string(),
-        metric: Some(MESSAGES_SENT.to_string()),
-        metric_dimension: None,
-        criteria: Some(BehaviorCriteria {
-            ml_detection_config: Some(MachineLearningDetectionConfig {
-                confidence_level: ConfidenceLevel::High,
-            }),
-            ..BehaviorCriteria::default()
-        }),
-        suppress_alerts: None,
-        export_metric: None,
-    }
+    Behavior::machine_learning(name, MESSAGES_SENT, ConfidenceLevel::High)
 }
 
 /// Builds a static behavior that expects only port 443 to listen.

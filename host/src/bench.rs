@@ -8,8 +8,7 @@ use std::time::Instant;
 use vigil_core::catalogue::{DAY_MS, PERIOD_MS};
 use vigil_core::ingest::Datapoint;
 use vigil_core::model::{
-    Behavior, BehaviorCriteria, ConfidenceLevel, MachineLearningDetectionConfig, MetricValue,
-    ModelStatus, SecurityProfile, Timestamp,
+    Behavior, ConfidenceLevel, MetricValue, ModelStatus, SecurityProfile, Timestamp,
 };
 use vigil_core::{Engine, EngineConfig};
 
@@ -153,19 +152,11 @@ fn bench_config() -> EngineConfig {
 fn bench_profile() -> SecurityProfile {
     SecurityProfile {
         name: PROFILE_NAME.to_string(),
-        behaviors: vec![Behavior {
-            name: "messages-sent-ml".to_string(),
-            metric: Some(METRIC.to_string()),
-            metric_dimension: None,
-            criteria: Some(BehaviorCriteria {
-                ml_detection_config: Some(MachineLearningDetectionConfig {
-                    confidence_level: ConfidenceLevel::High,
-                }),
-                ..BehaviorCriteria::default()
-            }),
-            suppress_alerts: None,
-            export_metric: None,
-        }],
+        behaviors: vec![Behavior::machine_learning(
+            "messages-sent-ml",
+            METRIC,
+            ConfidenceLevel::High,
+        )],
         ..SecurityProfile::default()
     }
 }

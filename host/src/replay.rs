@@ -16,8 +16,8 @@ use vigil_core::EngineConfig;
 use vigil_core::catalogue::DAY_MS;
 use vigil_core::ingest::{Datapoint, DeviceReport, ReportOutcome};
 use vigil_core::model::{
-    Behavior, BehaviorCriteria, ConfidenceLevel, CustomMetricType, MachineLearningDetectionConfig,
-    MetricValue, SecurityProfile, Timestamp, ViolationEvent, ViolationEventType,
+    Behavior, ConfidenceLevel, CustomMetricType, MetricValue, SecurityProfile, Timestamp,
+    ViolationEvent, ViolationEventType,
 };
 use vigil_core::report::ReportFormat;
 
@@ -384,8 +384,8 @@ fn read_csv(path: &Path, text: &str, inputs: &mut Inputs) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The file stem as a thing name, prefixed with its folder (and then numbered) when another
-/// series already has that name.
+/// Derives a thing name from the file stem, prefixed with its folder (and then numbered) when
+/// another series already has that name.
 fn unique_thing_name(path: &Path, series: &[Series]) -> String {
     let clean = |text: &str| -> String {
         text.chars()
@@ -586,21 +586,19 @@ fn ml_behavior(metric: &str, args: &ReplayArgs) -> Behavior {
         .chars()
         .map(|c| if c == ':' { '-' } else { c })
         .collect();
-    Behavior {
-        name: format!("{name}-ml-behavior"),
-        metric: Some(metric.to_string()),
-        metric_dimension: None,
-        criteria: Some(BehaviorCriteria {
-            consecutive_datapoints_to_alarm: Some(args.datapoints_to_alarm),
-            consecutive_datapoints_to_clear: Some(1),
-            ml_detection_config: Some(MachineLearningDetectionConfig {
-                confidence_level: args.confidence.into(),
-            }),
-            ..BehaviorCriteria::default()
-        }),
-        suppress_alerts: Some(false),
-        export_metric: None,
-    }
+    let mut behavior = Behavior::machine_learning(
+        &format!("{name}-ml-behavior"),
+        metric,
+        args.confidence.into(),
+    );
+    let criteria = behavior
+        .criteria
+        .as_mut()
+        .expect("ML behaviors have criteria");
+    criteria.consecutive_datapoints_to_alarm = Some(args.datapoints_to_alarm);
+    criteria.consecutive_datapoints_to_clear = Some(1);
+    behavior.suppress_alerts = Some(false);
+    behavior
 }
 
 fn default_behaviors(args: &ReplayArgs, has_series: bool, has_reports: bool) -> Vec<Behavior> {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use vigil_core::catalogue::PERIOD_MS;
 use vigil_core::ingest::Datapoint;
 use vigil_core::model::{
-    Behavior, BehaviorCriteria, ComparisonOperator, ConfidenceLevel,
-    MachineLearningDetectionConfig, MetricValue, SecurityProfile, ViolationEventType,
+    Behavior, BehaviorCriteria, ComparisonOperator, ConfidenceLevel, MetricValue, SecurityProfile,
+    ViolationEventType,
 };
 use vigil_core::violations::ViolationFilter;
 use vigil_core::{Engine, EngineConfig};
@@ -28,19 +28,8 @@ fn config() -> EngineConfig {
 }
 
 fn profile() -> SecurityProfile {
-    let ml = Behavior {
-        name: "sent-ml".to_string(),
-        metric: Some("aws:num-messages-sent".to_string()),
-        metric_dimension: None,
-        criteria: Some(BehaviorCriteria {
-            ml_detection_config: Some(MachineLearningDetectionConfig {
-                confidence_level: ConfidenceLevel::Medium,
-            }),
-            ..BehaviorCriteria::default()
-        }),
-        suppress_alerts: None,
-        export_metric: None,
-    };
+    let ml =
+        Behavior::machine_learning("sent-ml", "aws:num-messages-sent", ConfidenceLevel::Medium);
     let rule = Behavior {
         name: "sent-rule".to_string(),
         criteria: Some(BehaviorCriteria {
@@ -168,7 +157,7 @@ fn missing_core_component_says_how_to_build_it() {
 }
 
 #[test]
-fn a_file_that_is_not_a_component_is_rejected_with_a_hint() {
+fn core_load_rejects_non_component() {
     let dir = std::env::temp_dir().join(format!("vigil-not-a-component-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("vigil-core.wasm");

@@ -6,8 +6,7 @@
 use vigil_core::catalogue::{DAY_MS, PERIOD_MS};
 use vigil_core::ingest::Datapoint;
 use vigil_core::model::{
-    Behavior, BehaviorCriteria, ConfidenceLevel, MachineLearningDetectionConfig, MetricValue,
-    ModelStatus, SecurityProfile, Timestamp,
+    Behavior, ConfidenceLevel, MetricValue, ModelStatus, SecurityProfile, Timestamp,
 };
 use vigil_core::{Engine, EngineConfig};
 use wasm_bindgen::prelude::*;
@@ -76,19 +75,11 @@ impl BenchRun {
     fn configure(&mut self) -> vigil_core::Result<()> {
         let profile = SecurityProfile {
             name: PROFILE_NAME.to_string(),
-            behaviors: vec![Behavior {
-                name: "messages-sent-ml".to_string(),
-                metric: Some(METRIC.to_string()),
-                metric_dimension: None,
-                criteria: Some(BehaviorCriteria {
-                    ml_detection_config: Some(MachineLearningDetectionConfig {
-                        confidence_level: ConfidenceLevel::High,
-                    }),
-                    ..BehaviorCriteria::default()
-                }),
-                suppress_alerts: None,
-                export_metric: None,
-            }],
+            behaviors: vec![Behavior::machine_learning(
+                "messages-sent-ml",
+                METRIC,
+                ConfidenceLevel::High,
+            )],
             ..SecurityProfile::default()
         };
         self.engine.create_security_profile(profile, 0)?;

@@ -521,7 +521,7 @@ fn decide_ml(
 mod tests {
     use super::*;
     use crate::EngineConfig;
-    use crate::model::{ConfidenceLevel, MachineLearningDetectionConfig, SecurityProfile};
+    use crate::model::{ConfidenceLevel, SecurityProfile};
 
     const THING: &str = "sensor-1";
 
@@ -532,19 +532,8 @@ mod tests {
             ..EngineConfig::default()
         };
         let mut engine = Engine::new(config);
-        let behavior = Behavior {
-            name: "messages".to_string(),
-            metric: Some("aws:num-messages-sent".to_string()),
-            metric_dimension: None,
-            criteria: Some(BehaviorCriteria {
-                ml_detection_config: Some(MachineLearningDetectionConfig {
-                    confidence_level: ConfidenceLevel::High,
-                }),
-                ..BehaviorCriteria::default()
-            }),
-            suppress_alerts: None,
-            export_metric: None,
-        };
+        let behavior =
+            Behavior::machine_learning("messages", "aws:num-messages-sent", ConfidenceLevel::High);
         let profile = SecurityProfile {
             name: "guard".to_string(),
             behaviors: vec![behavior],
