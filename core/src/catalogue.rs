@@ -18,7 +18,7 @@ pub enum ValueKind {
     Strings,
 }
 
-/// Where a metric's datapoints come from.
+/// Origin of a metric's datapoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// Computed from broker events per five-minute period.
@@ -168,7 +168,7 @@ pub fn built_in(name: &str) -> Option<&'static MetricSpec> {
     BUILT_IN_METRICS.iter().find(|spec| spec.name == name)
 }
 
-/// The fraction for a percentile name such as `p99.9`.
+/// Returns the fraction for a percentile name such as `p99.9`.
 pub fn statistic_fraction(statistic: &str) -> Option<f64> {
     ALLOWED_STATISTICS
         .iter()

@@ -46,7 +46,7 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// The ML build requirements.
+    /// Returns the ML build requirements.
     pub fn training(&self) -> TrainingConfig {
         TrainingConfig {
             days: self.ml_training_days.max(1),
@@ -132,7 +132,7 @@ impl Engine {
             .map_err(|e| Error::InvalidSnapshot(format!("snapshot is corrupt: {e}")))
     }
 
-    /// The engine's settings.
+    /// Returns the engine's settings.
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }

@@ -8,7 +8,7 @@ use thiserror::Error;
 pub struct ValidationError {
     /// Path such as `behaviors[2].criteria.durationSeconds`.
     pub field: String,
-    /// What is wrong and what is accepted.
+    /// The problem and the accepted values.
     pub message: String,
 }
 

@@ -1,6 +1,6 @@
 //! Deterministic identifiers, so a replay of the same input yields the same violation ids.
 
-/// A 32-character lowercase hex id derived from `parts`, like the ids AWS assigns to violations.
+/// Derives a 32-character lowercase hex id from `parts`, like the ids AWS assigns to violations.
 pub fn hex_id(parts: &[&str]) -> String {
     let high = fnv1a(parts, 0xcbf2_9ce4_8422_2325);
     let low = fnv1a(parts, 0x8422_2325_cbf2_9ce4);
@@ -19,7 +19,7 @@ fn fnv1a(parts: &[&str], seed: u64) -> u64 {
     hash
 }
 
-/// The splitmix64 finaliser, which spreads every input bit over the output.
+/// Applies the splitmix64 finaliser, which spreads every input bit over the output.
 fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -85,7 +85,7 @@ pub struct Rejection {
     pub message: String,
 }
 
-/// What ingesting a batch did.
+/// Outcome of ingesting a batch.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IngestResult {
     /// Items accepted.
@@ -122,8 +122,8 @@ impl PeriodCounters {
         }
     }
 
-    /// The period's datapoints. `aws:message-byte-size` is the largest message of the period and
-    /// is present only when the thing sent messages.
+    /// Returns the period's datapoints. `aws:message-byte-size` is the largest message of the
+    /// period and is present only when the thing sent messages.
     fn datapoints(&self) -> Vec<(&'static str, u64)> {
         let mut points = vec![
             ("aws:num-connection-attempts", self.connection_attempts),

@@ -41,7 +41,7 @@ pub struct PendingExecution {
 pub struct Candidate {
     /// The violation as it is now, as an event-shaped snapshot.
     pub violation: ViolationEvent,
-    /// Why the task's flags exclude it, if they do.
+    /// Reason the task's flags exclude it, if they do.
     pub excluded_because: Option<String>,
 }
 
@@ -90,7 +90,7 @@ impl Mitigation {
         })
     }
 
-    /// Every action, by name.
+    /// Returns every action, by name.
     pub fn actions(&self) -> Vec<MitigationAction> {
         self.actions.values().cloned().collect()
     }
@@ -254,7 +254,7 @@ impl Mitigation {
         tasks
     }
 
-    /// Every execution of every task, tasks by start time and executions in plan order.
+    /// Returns every execution of every task, tasks by start time and executions in plan order.
     pub fn executions(&self) -> Vec<DetectMitigationActionExecution> {
         let mut tasks: Vec<&Task> = self.tasks.values().collect();
         tasks.sort_by_key(|t| t.summary.task_start_time);

@@ -10,7 +10,7 @@
 //! moments stand in while an hour has seen too few datapoints. The smoothing factor starts at
 //! `1/n` (an exact running mean) and settles at a floor that gives the trailing 14 days most of
 //! the weight. The model adapts fully to what it learns, so level shifts become the new normal
-//! within days; the engine keeps alarming datapoints out of the model for a while, so an attack
+//! within days. The engine keeps alarming datapoints out of the model for a while, so an attack
 //! does not teach the model that it is normal.
 //!
 //! A datapoint is scored by its distance from the expected mean in standard deviations (`z`).
@@ -42,7 +42,7 @@ pub fn z_cutoff(level: ConfidenceLevel) -> f64 {
     }
 }
 
-/// How raw values are mapped to the scale the model learns on.
+/// Mapping from raw values to the scale the model learns on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Scale {
     /// Counts: Anscombe transform, with the Poisson noise floor of 1.
@@ -102,7 +102,7 @@ impl Moments {
     }
 }
 
-/// What the model expects at one time of day, on the transformed scale.
+/// The model's expectation at one time of day, on the transformed scale.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Expectation {
     /// Expected mean.
@@ -132,7 +132,7 @@ pub struct SeasonalModel {
 }
 
 impl SeasonalModel {
-    /// An empty model for values on `scale`.
+    /// Creates an empty model for values on `scale`.
     pub fn new(scale: Scale) -> Self {
         Self {
             scale,
@@ -254,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn busy_hour_value_is_normal_in_the_evening_only() {
+    fn busy_value_normal_only_in_evening() {
         let model = trained_on_daily_pattern(14);
         let day_15 = 14 * DAY_MS;
         assert!(model.score(day_15 + 20 * HOUR, 100.0).z < 2.0);

@@ -44,7 +44,7 @@ impl Target {
     }
 }
 
-/// The resource part of an IoT ARN (after the fifth colon).
+/// Returns the resource part of an IoT ARN (after the fifth colon).
 fn arn_resource(arn: &str) -> Option<&str> {
     let mut parts = arn.splitn(6, ':');
     let (prefix, partition, service) = (parts.next()?, parts.next()?, parts.next()?);
@@ -66,7 +66,7 @@ impl Registry {
         self.things.insert(thing.to_string());
     }
 
-    /// Whether the thing is registered.
+    /// Returns whether the thing is registered.
     pub fn is_registered(&self, thing: &str) -> bool {
         self.things.contains(thing)
     }
@@ -82,7 +82,7 @@ impl Registry {
         Ok(())
     }
 
-    /// Whether the group exists.
+    /// Returns whether the group exists.
     pub fn has_group(&self, group: &str) -> bool {
         self.groups.contains_key(group)
     }
@@ -134,7 +134,7 @@ impl Registry {
             .collect()
     }
 
-    /// Whether `target` covers `thing`.
+    /// Returns whether `target` covers `thing`.
     pub fn covers(&self, target: &Target, thing: &str) -> bool {
         match target {
             Target::AllThings => true,

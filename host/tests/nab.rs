@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use vigil_host::nab::{self, CorpusFile, score};
 
-/// The NAB corpus: `VIGIL_NAB_DIR`, else `../shared/datasets/nab` beside the repository, else
+/// Finds the NAB corpus: `VIGIL_NAB_DIR`, else `../shared/datasets/nab` beside the repository, else
 /// `/work/shared/datasets/nab`.
 fn corpus_root() -> PathBuf {
     let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -45,7 +45,7 @@ fn detector_that_never_fires_scores_zero() {
 }
 
 #[test]
-fn detector_that_fires_at_each_window_start_scores_100() {
+fn perfect_detector_scores_100() {
     let corpus = corpus();
     let scores: Vec<Vec<f64>> = corpus
         .iter()

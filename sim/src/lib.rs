@@ -168,7 +168,7 @@ impl AttackKind {
     }
 }
 
-/// What one thing does in one five-minute period.
+/// Activity of one thing in one five-minute period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeriodActivity {
     /// Messages sent, at least 1 because every thing keeps a heartbeat.

@@ -63,7 +63,7 @@ impl Engine {
         self.mitigation.delete_action(action_name)
     }
 
-    /// Every mitigation action, by name.
+    /// Returns every mitigation action, by name.
     pub fn list_mitigation_actions(&self) -> Vec<MitigationAction> {
         self.mitigation.actions()
     }
@@ -82,7 +82,8 @@ impl Engine {
         self.mitigation.start_task(request, candidates, now)
     }
 
-    /// The violations a task acts on, oldest first, each marked if the task's flags exclude it.
+    /// Resolves the violations a task acts on, oldest first, each marked if the task's flags
+    /// exclude it.
     fn task_candidates(&self, request: &TaskRequest) -> Result<Vec<Candidate>> {
         let mut records: Vec<&ViolationRecord> = match &request.target.violation_ids {
             Some(ids) => ids
@@ -215,7 +216,7 @@ fn candidate(request: &TaskRequest, record: &ViolationRecord) -> Candidate {
     }
 }
 
-/// The violation as an `in-alarm` event carrying its latest violating value.
+/// Builds an `in-alarm` event for the violation, carrying its latest violating value.
 fn snapshot_of(record: &ViolationRecord) -> ViolationEvent {
     ViolationEvent {
         violation_id: record.violation_id.clone(),

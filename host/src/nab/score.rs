@@ -76,7 +76,7 @@ pub fn scaled_sigmoid(position: f64) -> f64 {
 pub struct ScoringRow {
     /// The detector's anomaly score.
     pub anomaly_score: f64,
-    /// What a detection at this row is worth under the profile.
+    /// Value of a detection at this row under the profile.
     pub weight: f64,
     /// Index of the window the row lies in, counted over the whole corpus.
     pub window: Option<usize>,
@@ -273,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn false_positive_before_any_window_costs_the_full_weight() {
+    fn early_false_positive_costs_full_weight() {
         let rows = one_window_rows(&[(20, 1.0), (40, 1.0)]);
         let outcome = score_at(&rows, &[0], 0.5, &STANDARD);
         assert!((outcome.score - (1.0 - 0.11)).abs() < 1e-12);
@@ -299,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn null_and_perfect_detectors_normalize_to_0_and_100() {
+    fn null_and_perfect_normalize_to_bounds() {
         let null = one_window_rows(&[]);
         let perfect = one_window_rows(&[(40, 1.0)]);
         for profile in PROFILES {
