@@ -1,7 +1,10 @@
 //! The engine: configuration, ingestion, event time and queries, tying the other modules together.
 
+mod definitions;
 mod evaluation;
 mod profiles;
+mod retention;
+mod stats;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -14,8 +17,8 @@ use crate::ingest::{
     CloudEvent, CloudPeriods, Datapoint, DeviceReport, IngestResult, Rejection, ReportOutcome,
 };
 use crate::model::{
-    ActiveViolation, BehaviorModelTrainingSummary, CustomMetricType, Timestamp, VerificationState,
-    ViolationEvent,
+    ActiveViolation, BehaviorModelTrainingSummary, CustomMetric, Dimension, Timestamp,
+    VerificationState, ViolationEvent,
 };
 use crate::registry::Registry;
 use crate::report::{ReportRejection, parse_report};
@@ -24,7 +27,9 @@ use crate::validate;
 use crate::violations::{ViolationFilter, Violations};
 
 pub use evaluation::{BehaviorState, ExpectedRange};
-pub use profiles::ProfileState;
+pub use profiles::{ProfileState, SecurityProfileFilter};
+pub use retention::MAX_RETAINED_DATAPOINTS;
+pub use stats::EngineStats;
 pub use tasks::ExecutionFilter;
 
 /// A thing that sends nothing for this long has its alarms invalidated.
@@ -73,18 +78,24 @@ pub struct Engine {
     now: Timestamp,
     profiles: BTreeMap<String, ProfileState>,
     registry: Registry,
-    custom_metrics: BTreeMap<String, CustomMetricType>,
+    custom_metrics: BTreeMap<String, CustomMetric>,
+    dimensions: BTreeMap<String, Dimension>,
     cloud: CloudPeriods,
     last_seen: BTreeMap<String, Timestamp>,
     last_report: BTreeMap<String, Timestamp>,
     violations: Violations,
     mitigation: crate::mitigation::Mitigation,
+    counters: stats::Counters,
+    /// Datapoints waiting for [`Engine::take_retained_datapoints`]. The host persists them, so
+    /// they are not part of snapshots.
+    #[serde(skip)]
+    retained: retention::Outbox,
 }
 
 /// Leading bytes of a snapshot.
 const SNAPSHOT_MAGIC: &[u8; 4] = b"VGL1";
 /// Version of the snapshot layout; bump it whenever a stored type changes shape.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 impl Engine {
     /// Creates an empty engine at event time 0.
@@ -95,11 +106,14 @@ impl Engine {
             profiles: BTreeMap::new(),
             registry: Registry::default(),
             custom_metrics: BTreeMap::new(),
+            dimensions: BTreeMap::new(),
             cloud: CloudPeriods::default(),
             last_seen: BTreeMap::new(),
             last_report: BTreeMap::new(),
             violations: Violations::default(),
             mitigation: crate::mitigation::Mitigation::default(),
+            counters: stats::Counters::default(),
+            retained: retention::Outbox::default(),
         }
     }
 
@@ -112,7 +126,9 @@ impl Engine {
         bytes
     }
 
-    /// Restores an engine from [`Engine::snapshot`] output.
+    /// Restores an engine from [`Engine::snapshot`] output. Snapshots of other versions are
+    /// rejected, because version 1 stored custom metrics without their metadata and had no
+    /// dimensions or counters.
     pub fn restore(bytes: &[u8]) -> Result<Self> {
         let Some(body) = bytes.strip_prefix(SNAPSHOT_MAGIC) else {
             return Err(Error::InvalidSnapshot(
@@ -125,7 +141,8 @@ impl Engine {
         let version = u32::from_le_bytes(version.try_into().expect("split at 4 bytes"));
         if version != SNAPSHOT_VERSION {
             return Err(Error::InvalidSnapshot(format!(
-                "snapshot version {version} is not supported; this engine reads version {SNAPSHOT_VERSION}"
+                "snapshot version {version} is not supported; this engine reads only version \
+                 {SNAPSHOT_VERSION}, so recreate the engine state from its source data"
             )));
         }
         rmp_serde::from_slice(body)
@@ -147,31 +164,6 @@ impl Engine {
             "arn:aws:iot:{}:{}:{resource}",
             self.config.region, self.config.account_id
         )
-    }
-
-    /// Creates a custom metric.
-    pub fn create_custom_metric(
-        &mut self,
-        name: &str,
-        metric_type: CustomMetricType,
-    ) -> Result<()> {
-        let mut problems = validate::validate_resource_name(name, "metricName");
-        if name.starts_with("aws:") {
-            problems.push(crate::ValidationError::new(
-                "metricName",
-                "custom metric names must not start with `aws:`",
-            ));
-        }
-        if !problems.is_empty() {
-            return Err(Error::ValidationFailed(problems));
-        }
-        if self.custom_metrics.contains_key(name) {
-            return Err(Error::ResourceAlreadyExists(format!(
-                "custom metric `{name}` already exists"
-            )));
-        }
-        self.custom_metrics.insert(name.to_string(), metric_type);
-        Ok(())
     }
 
     /// Registers a thing.
@@ -229,7 +221,9 @@ impl Engine {
         let mut events = Vec::new();
         for report in reports {
             events.extend(self.advance_time(report.received_at));
-            outcomes.push(self.ingest_report(report, &mut events));
+            let outcome = self.ingest_report(report, &mut events);
+            self.counters.count_report(&outcome);
+            outcomes.push(outcome);
         }
         (outcomes, events)
     }
@@ -241,7 +235,7 @@ impl Engine {
     ) -> ReportOutcome {
         let custom = &self.custom_metrics;
         let parsed = match parse_report(&report.payload, report.format, &|name| {
-            custom.get(name).copied()
+            custom.get(name).map(|metric| metric.metric_type)
         }) {
             Ok(parsed) => parsed,
             Err(rejection) => return ReportOutcome::Rejected(rejection),
@@ -270,7 +264,7 @@ impl Engine {
                 timestamp: report.received_at,
                 value: point.value,
             };
-            events.extend(self.evaluate(&datapoint));
+            events.extend(self.accept(&datapoint));
         }
         ReportOutcome::Accepted(parsed.report_id)
     }
@@ -306,7 +300,7 @@ impl Engine {
                 continue;
             }
             result.events.extend(self.advance_time(datapoint.timestamp));
-            result.events.extend(self.evaluate(datapoint));
+            result.events.extend(self.accept(datapoint));
             result.accepted += 1;
         }
         result
@@ -388,7 +382,7 @@ impl Engine {
             Due::ClosePeriod(end) => {
                 self.now = self.now.max(end);
                 let datapoints = self.cloud.close_ending_at(end);
-                datapoints.iter().flat_map(|d| self.evaluate(d)).collect()
+                datapoints.iter().flat_map(|d| self.accept(d)).collect()
             }
             Due::Silence(at, violation_id) => {
                 self.now = self.now.max(at);

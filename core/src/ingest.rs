@@ -10,7 +10,7 @@ use crate::model::{MetricValue, Timestamp, ViolationEvent};
 use crate::report::{ReportFormat, ReportRejection};
 
 /// A device-side metrics report as the device published it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceReport {
     /// Thing named in the topic.
     pub thing_name: String,
@@ -32,7 +32,7 @@ pub enum ReportOutcome {
 }
 
 /// One value for one thing and period, already aggregated.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Datapoint {
     /// The thing.
     pub thing_name: String,
@@ -62,7 +62,7 @@ pub enum CloudEventKind {
 }
 
 /// One or more identical broker events.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {
     /// The thing (client id).
     pub thing_name: String,

@@ -27,4 +27,4 @@ pub mod training;
 pub mod violations;
 pub mod wit;
 
-pub use engine::{Engine, EngineConfig, ExecutionFilter};
+pub use engine::{Engine, EngineConfig, EngineStats, ExecutionFilter, SecurityProfileFilter};

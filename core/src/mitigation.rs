@@ -12,7 +12,7 @@ use crate::model::{
 };
 
 /// Outcome of one execution, as reported by the host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExecutionOutcome {
     /// The action took effect.
     Successful,
@@ -81,6 +81,18 @@ impl Mitigation {
         self.actions.get(name).ok_or_else(|| {
             Error::ResourceNotFound(format!("mitigation action `{name}` does not exist"))
         })
+    }
+
+    /// Replaces a stored action with `action`, which has the same name.
+    pub fn replace_action(&mut self, action: MitigationAction) -> Result<MitigationAction> {
+        let stored = self.actions.get_mut(&action.action_name).ok_or_else(|| {
+            Error::ResourceNotFound(format!(
+                "mitigation action `{}` does not exist",
+                action.action_name
+            ))
+        })?;
+        *stored = action.clone();
+        Ok(action)
     }
 
     /// Deletes an action.

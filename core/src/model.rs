@@ -293,9 +293,37 @@ pub struct SecurityProfile {
     /// Alert targets keyed by type. AWS accepts only the `SNS` type.
     #[serde(default)]
     pub alert_targets: std::collections::BTreeMap<String, AlertTarget>,
+    /// Metric names retained without a behavior. This is the deprecated form of
+    /// `additionalMetricsToRetainV2`, which AWS still accepts and returns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_metrics_to_retain: Vec<String>,
     /// Metrics retained without a behavior.
     #[serde(default, rename = "additionalMetricsToRetainV2")]
     pub additional_metrics_to_retain_v2: Vec<MetricToRetain>,
+}
+
+impl SecurityProfile {
+    /// Lists every metric the profile evaluates or retains, each with the name of its dimension:
+    /// the behaviors, then `additionalMetricsToRetain`, then `additionalMetricsToRetainV2`.
+    pub fn metric_uses(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        let behaviors = self.behaviors.iter().filter_map(|behavior| {
+            let metric = behavior.metric.as_deref()?;
+            Some((metric, dimension_of(&behavior.metric_dimension)))
+        });
+        let retained = self
+            .additional_metrics_to_retain
+            .iter()
+            .map(|metric| (metric.as_str(), None));
+        let retained_v2 = self
+            .additional_metrics_to_retain_v2
+            .iter()
+            .map(|r| (r.metric.as_str(), dimension_of(&r.metric_dimension)));
+        behaviors.chain(retained).chain(retained_v2)
+    }
+}
+
+fn dimension_of(dimension: &Option<MetricDimension>) -> Option<&str> {
+    dimension.as_ref().map(|d| d.dimension_name.as_str())
 }
 
 /// A stored security profile with its version and dates.
@@ -840,4 +868,54 @@ pub enum CustomMetricType {
     NumberList,
     /// `number` on the wire.
     Number,
+}
+
+/// A custom metric as `describe-custom-metric` returns it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomMetric {
+    /// 1 to 128 characters of `[a-zA-Z0-9:_-]`, not starting with `aws:`.
+    pub metric_name: String,
+    /// ARN ending in `custommetric/{metricName}`.
+    pub metric_arn: String,
+    /// Type of the values devices report, fixed at creation.
+    pub metric_type: CustomMetricType,
+    /// Name shown in consoles, at most 128 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Creation time.
+    #[serde(with = "epoch_seconds")]
+    pub creation_date: Timestamp,
+    /// Last update time.
+    #[serde(with = "epoch_seconds")]
+    pub last_modified_date: Timestamp,
+}
+
+/// Type of a dimension. AWS defines only topic filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DimensionType {
+    /// `TOPIC_FILTER` on the wire: the values are MQTT topic filters.
+    TopicFilter,
+}
+
+/// A dimension as `describe-dimension` returns it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dimension {
+    /// 1 to 128 characters of `[a-zA-Z0-9:_-]`.
+    pub name: String,
+    /// ARN ending in `dimension/{name}`.
+    pub arn: String,
+    /// Type of the values, fixed at creation.
+    #[serde(rename = "type")]
+    pub dimension_type: DimensionType,
+    /// 1 to 100 values of 1 to 256 characters each.
+    pub string_values: Vec<String>,
+    /// Creation time.
+    #[serde(with = "epoch_seconds")]
+    pub creation_date: Timestamp,
+    /// Last update time.
+    #[serde(with = "epoch_seconds")]
+    pub last_modified_date: Timestamp,
 }

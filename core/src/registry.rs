@@ -66,6 +66,11 @@ impl Registry {
         self.things.insert(thing.to_string());
     }
 
+    /// Returns how many things are registered.
+    pub fn thing_count(&self) -> usize {
+        self.things.len()
+    }
+
     /// Returns whether the thing is registered.
     pub fn is_registered(&self, thing: &str) -> bool {
         self.things.contains(thing)

@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::model::{CustomMetricType, MetricValue};
 
 /// Encoding of a metrics report, given by the last segment of the topic it was published on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReportFormat {
     /// Published on `$aws/things/{thingName}/defender/metrics/json`.
     Json,

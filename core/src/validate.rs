@@ -23,15 +23,24 @@ use crate::model::{
     TaskRequest,
 };
 
-/// A source of custom metric definitions, queried by metric name.
-pub trait CustomMetrics {
+/// The custom metrics and dimensions defined in an account, which behaviors refer to by name.
+pub trait Definitions {
     /// Returns the type of the custom metric called `name`, or `None` when no such metric exists.
     fn custom_metric_type(&self, name: &str) -> Option<CustomMetricType>;
+
+    /// Returns whether a dimension called `name` exists.
+    fn has_dimension(&self, name: &str) -> bool;
 }
 
-impl CustomMetrics for BTreeMap<String, CustomMetricType> {
+/// A map of custom metric types contains no dimensions, so it accepts every dimension name and
+/// only the name's format is checked.
+impl Definitions for BTreeMap<String, CustomMetricType> {
     fn custom_metric_type(&self, name: &str) -> Option<CustomMetricType> {
         self.get(name).copied()
+    }
+
+    fn has_dimension(&self, _name: &str) -> bool {
+        true
     }
 }
 
@@ -41,7 +50,7 @@ impl CustomMetrics for BTreeMap<String, CustomMetricType> {
 /// 100 behaviors and every name must be unique. The later of two duplicates gets the error.
 pub fn validate_behaviors(
     behaviors: &[Behavior],
-    custom: &dyn CustomMetrics,
+    custom: &dyn Definitions,
 ) -> Vec<ValidationError> {
     let mut errors = Errors::default();
     if behaviors.len() > MAX_BEHAVIORS {
@@ -79,7 +88,7 @@ pub fn validate_behaviors(
 /// Validates a security profile as `CreateSecurityProfile` and `UpdateSecurityProfile` take it.
 pub fn validate_security_profile(
     profile: &SecurityProfile,
-    custom: &dyn CustomMetrics,
+    custom: &dyn Definitions,
 ) -> Vec<ValidationError> {
     let mut errors = Errors::default();
     check_name(
@@ -94,6 +103,11 @@ pub fn validate_security_profile(
     let behavior_errors = validate_behaviors(&profile.behaviors, custom);
     errors.0.extend(behavior_errors);
     check_alert_targets(&mut errors, &profile.alert_targets);
+    for (index, metric) in profile.additional_metrics_to_retain.iter().enumerate() {
+        if let Err(message) = resolve_metric(metric, custom) {
+            errors.push(format!("additionalMetricsToRetain[{index}]"), message);
+        }
+    }
     for (index, retained) in profile.additional_metrics_to_retain_v2.iter().enumerate() {
         let path = format!("additionalMetricsToRetainV2[{index}]");
         check_metric_to_retain(&mut errors, &path, retained, custom);
@@ -184,7 +198,51 @@ pub fn validate_resource_name(name: &str, field: &str) -> Vec<ValidationError> {
     errors.0
 }
 
+/// Validates the input of `CreateCustomMetric`: the name, which must not start with `aws:`, and
+/// the optional display name.
+pub fn validate_custom_metric(name: &str, display_name: Option<&str>) -> Vec<ValidationError> {
+    let mut errors = Errors::default();
+    check_name(&mut errors, "metricName", name, &RESOURCE_NAME);
+    if name.starts_with("aws:") {
+        errors.push(
+            "metricName",
+            "custom metric names must not start with `aws:`",
+        );
+    }
+    if let Some(display_name) = display_name {
+        check_display_name(&mut errors, display_name);
+    }
+    errors.0
+}
+
+/// Validates a custom metric's `displayName`: at most 128 printable characters or spaces.
+pub fn validate_display_name(display_name: &str) -> Vec<ValidationError> {
+    let mut errors = Errors::default();
+    check_display_name(&mut errors, display_name);
+    errors.0
+}
+
+/// Validates the `stringValues` of a dimension: 1 to 100 values of 1 to 256 characters each.
+pub fn validate_dimension_values(string_values: &[String]) -> Vec<ValidationError> {
+    let mut errors = Errors::default();
+    check_count(
+        &mut errors,
+        "stringValues",
+        string_values.len(),
+        DIMENSION_VALUE_COUNT,
+        "values",
+    );
+    for (index, value) in string_values.iter().enumerate() {
+        let field = format!("stringValues[{index}]");
+        check_length(&mut errors, &field, value, DIMENSION_VALUE_LENGTH);
+    }
+    errors.0
+}
+
 const NAME_LENGTH: RangeInclusive<usize> = 1..=128;
+const MAX_DISPLAY_NAME_CHARS: usize = 128;
+const DIMENSION_VALUE_COUNT: RangeInclusive<usize> = 1..=100;
+const DIMENSION_VALUE_LENGTH: RangeInclusive<usize> = 1..=256;
 const MAX_BEHAVIORS: usize = 100;
 const MAX_DESCRIPTION_CHARS: usize = 1000;
 const ROLE_ARN_LENGTH: RangeInclusive<usize> = 20..=2048;
@@ -295,10 +353,7 @@ impl<'a> MetricRules<'a> {
 ///
 /// Custom metric names cannot start with `aws:`, so such a name is only looked up among the
 /// built-in metrics.
-fn resolve_metric<'a>(
-    name: &'a str,
-    custom: &dyn CustomMetrics,
-) -> Result<MetricRules<'a>, String> {
+fn resolve_metric<'a>(name: &'a str, custom: &dyn Definitions) -> Result<MetricRules<'a>, String> {
     if name.is_empty() {
         return Err("must not be empty".to_owned());
     }
@@ -318,12 +373,7 @@ fn resolve_metric<'a>(
     Ok(MetricRules::custom(name, metric_type))
 }
 
-fn check_behavior(
-    errors: &mut Errors,
-    path: &str,
-    behavior: &Behavior,
-    custom: &dyn CustomMetrics,
-) {
+fn check_behavior(errors: &mut Errors, path: &str, behavior: &Behavior, custom: &dyn Definitions) {
     check_name(
         errors,
         &format!("{path}.name"),
@@ -352,6 +402,7 @@ fn check_behavior(
             &format!("{path}.metricDimension"),
             dimension,
             metric,
+            custom,
         );
     }
     if let Some(criteria) = &behavior.criteria {
@@ -365,14 +416,19 @@ fn check_dimension(
     path: &str,
     dimension: &MetricDimension,
     metric: Option<MetricRules>,
+    definitions: &dyn Definitions,
 ) {
     let name_field = format!("{path}.dimensionName");
-    check_name(
-        errors,
-        &name_field,
-        &dimension.dimension_name,
-        &RESOURCE_NAME,
-    );
+    let name = &dimension.dimension_name;
+    let problems_before = errors.0.len();
+    check_name(errors, &name_field, name, &RESOURCE_NAME);
+    let well_formed = errors.0.len() == problems_before;
+    if well_formed && !definitions.has_dimension(name) {
+        errors.push(
+            &name_field,
+            format!("dimension `{name}` does not exist; create it before using it in a profile"),
+        );
+    }
 
     let Some(metric) = metric else { return };
     if metric.is_custom {
@@ -804,18 +860,29 @@ fn check_criteria_fits_metric(
     }
 }
 
+/// Checks a display name against the model's `[\p{Graph}\x20]*` and its 128-character limit.
+fn check_display_name(errors: &mut Errors, display_name: &str) {
+    check_printable(errors, "displayName", display_name, MAX_DISPLAY_NAME_CHARS);
+}
+
 /// Checks a description against the model's `[\p{Graph}\x20]*` and its 1000-character limit.
 ///
 /// NOTE: Java's `\p{Graph}` is ASCII-only unless Unicode classes are enabled, and it is not known
 /// which AWS applies. This check accepts any non-control, non-whitespace character besides space.
 fn check_description(errors: &mut Errors, field: &str, description: &str) {
-    let length = description.chars().count();
-    if length > MAX_DESCRIPTION_CHARS {
-        let message = format!("must be at most {MAX_DESCRIPTION_CHARS} characters, got {length}");
+    check_printable(errors, field, description, MAX_DESCRIPTION_CHARS);
+}
+
+/// Checks free text against `[\p{Graph}\x20]*` and a length limit, as [`check_description`]
+/// explains.
+fn check_printable(errors: &mut Errors, field: &str, text: &str, max_chars: usize) {
+    let length = text.chars().count();
+    if length > max_chars {
+        let message = format!("must be at most {max_chars} characters, got {length}");
         errors.push(field, message);
     }
     let is_printable = |c: char| c == ' ' || !(c.is_control() || c.is_whitespace());
-    if let Some(invalid) = description.chars().find(|c| !is_printable(*c)) {
+    if let Some(invalid) = text.chars().find(|c| !is_printable(*c)) {
         errors.push(
             field,
             format!("must contain only printable characters and spaces, found {invalid:?}"),
@@ -848,7 +915,7 @@ fn check_metric_to_retain(
     errors: &mut Errors,
     path: &str,
     retained: &MetricToRetain,
-    custom: &dyn CustomMetrics,
+    custom: &dyn Definitions,
 ) {
     let metric = match resolve_metric(&retained.metric, custom) {
         Ok(metric) => Some(metric),
@@ -863,6 +930,7 @@ fn check_metric_to_retain(
             &format!("{path}.metricDimension"),
             dimension,
             metric,
+            custom,
         );
     }
 }

@@ -85,6 +85,11 @@ pub struct Violations {
 }
 
 impl Violations {
+    /// Returns how many events have been recorded.
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
     /// Raises a new alarm and returns its `in-alarm` event.
     pub fn raise(
         &mut self,

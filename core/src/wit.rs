@@ -53,6 +53,8 @@ macro_rules! impl_wit_conversions {
                 InProgress, Successful, Failed, Skipped);
             $crate::impl_wit_conversions!(@enum core::CustomMetricType, witd::CustomMetricType,
                 StringList, IpAddressList, NumberList, Number);
+            $crate::impl_wit_conversions!(@enum core::DimensionType, witd::DimensionType,
+                TopicFilter);
             $crate::impl_wit_conversions!(@enum core_ingest::CloudEventKind, witd::CloudEventKind,
                 ConnectionAttempt, Disconnect, AuthorizationFailure, MessageSent, MessageReceived);
             $crate::impl_wit_conversions!(@enum $crate::report::ReportFormat, witd::ReportFormat,
@@ -111,6 +113,18 @@ macro_rules! impl_wit_conversions {
                 plain { action_name, action_id, action_arn, role_arn, creation_date,
                     last_modified_date },
                 mapped { action_params, action_type });
+            $crate::impl_wit_conversions!(@record core::CustomMetric, witd::CustomMetric,
+                plain { metric_name, metric_arn, display_name, creation_date, last_modified_date },
+                mapped { metric_type });
+            $crate::impl_wit_conversions!(@record core::Dimension, witd::Dimension,
+                plain { name, arn, string_values, creation_date, last_modified_date },
+                mapped { dimension_type });
+            $crate::impl_wit_conversions!(@record $crate::engine::SecurityProfileFilter,
+                witd::SecurityProfileFilter, plain { dimension_name, metric_name }, mapped {});
+            $crate::impl_wit_conversions!(@record $crate::engine::EngineStats, witd::EngineStats,
+                plain { datapoints_accepted, reports_accepted, reports_rejected, violation_events,
+                    things, security_profiles, retained_datapoints_dropped },
+                mapped {});
             $crate::impl_wit_conversions!(@record core::BehaviorModelTrainingSummary,
                 witd::TrainingSummary,
                 plain { security_profile_name, behavior_name, training_data_collection_start_date,
@@ -179,6 +193,7 @@ macro_rules! impl_wit_conversions {
                         description: p.description,
                         behaviors: map_vec(p.behaviors),
                         alert_targets,
+                        additional_metrics_to_retain: p.additional_metrics_to_retain,
                         additional_metrics_to_retain_v2: map_vec(p.additional_metrics_to_retain_v2),
                     }
                 }
@@ -202,6 +217,7 @@ macro_rules! impl_wit_conversions {
                         description: p.description,
                         behaviors: map_vec(p.behaviors),
                         alert_targets,
+                        additional_metrics_to_retain: p.additional_metrics_to_retain,
                         additional_metrics_to_retain_v2: map_vec(p.additional_metrics_to_retain_v2),
                     }
                 }

@@ -7,13 +7,15 @@ use anyhow::{Context as _, anyhow, bail};
 use vigil_core::ingest::{CloudEvent, Datapoint, DeviceReport, IngestResult, ReportOutcome};
 use vigil_core::mitigation::{ExecutionOutcome, PendingExecution};
 use vigil_core::model::{
-    ActiveViolation, Behavior, BehaviorModelTrainingSummary, CustomMetricType,
-    DetectMitigationActionExecution, DetectMitigationActionsTaskSummary, MitigationAction,
-    MitigationActionParams, SecurityProfile, StoredSecurityProfile, TaskRequest, Timestamp,
-    VerificationState, ViolationEvent,
+    ActiveViolation, Behavior, BehaviorModelTrainingSummary, CustomMetric, CustomMetricType,
+    DetectMitigationActionExecution, DetectMitigationActionsTaskSummary, Dimension,
+    MitigationAction, MitigationActionParams, SecurityProfile, StoredSecurityProfile, TaskRequest,
+    Timestamp, VerificationState, ViolationEvent,
 };
 use vigil_core::violations::ViolationFilter;
-use vigil_core::{EngineConfig, ExecutionFilter, ValidationError};
+use vigil_core::{
+    EngineConfig, EngineStats, ExecutionFilter, SecurityProfileFilter, ValidationError,
+};
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Config, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -107,6 +109,8 @@ fn convert<A, B: From<A>>(items: Vec<A>) -> Vec<B> {
     items.into_iter().map(B::from).collect()
 }
 
+mod lifecycle;
+
 impl CoreEngine {
     /// Loads the component at `path` and creates an empty engine.
     pub fn load(path: &Path, config: EngineConfig) -> anyhow::Result<Self> {
@@ -198,6 +202,26 @@ impl CoreEngine {
         engine_result(call!(self, call_describe_security_profile, name)?)
     }
 
+    /// Returns the names of the profiles matching a filter, sorted.
+    pub fn list_security_profiles(
+        &mut self,
+        filter: SecurityProfileFilter,
+    ) -> anyhow::Result<Vec<String>> {
+        engine_result(call!(self, call_list_security_profiles, &filter.into())?)
+    }
+
+    /// Returns the names of the profiles attached directly to a target ARN, sorted.
+    pub fn list_security_profiles_for_target(
+        &mut self,
+        target_arn: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        engine_result(call!(
+            self,
+            call_list_security_profiles_for_target,
+            target_arn
+        )?)
+    }
+
     /// Attaches a profile to a target ARN.
     pub fn attach_security_profile(&mut self, name: &str, target_arn: &str) -> anyhow::Result<()> {
         engine_result(call!(self, call_attach_security_profile, name, target_arn)?)
@@ -208,13 +232,95 @@ impl CoreEngine {
         &mut self,
         name: &str,
         metric_type: CustomMetricType,
-    ) -> anyhow::Result<()> {
+        display_name: Option<String>,
+        now: Timestamp,
+    ) -> anyhow::Result<CustomMetric> {
         engine_result(call!(
             self,
             call_create_custom_metric,
             name,
-            metric_type.into()
+            metric_type.into(),
+            display_name.as_deref(),
+            now
         )?)
+    }
+
+    /// Returns a custom metric.
+    pub fn describe_custom_metric(&mut self, name: &str) -> anyhow::Result<CustomMetric> {
+        engine_result(call!(self, call_describe_custom_metric, name)?)
+    }
+
+    /// Sets a custom metric's display name.
+    pub fn update_custom_metric(
+        &mut self,
+        name: &str,
+        display_name: String,
+        now: Timestamp,
+    ) -> anyhow::Result<CustomMetric> {
+        engine_result(call!(
+            self,
+            call_update_custom_metric,
+            name,
+            &display_name,
+            now
+        )?)
+    }
+
+    /// Deletes a custom metric that no profile uses.
+    pub fn delete_custom_metric(&mut self, name: &str) -> anyhow::Result<()> {
+        engine_result(call!(self, call_delete_custom_metric, name)?)
+    }
+
+    /// Returns the names of all custom metrics, sorted.
+    pub fn list_custom_metrics(&mut self) -> anyhow::Result<Vec<String>> {
+        call!(self, call_list_custom_metrics)
+    }
+
+    /// Creates a topic-filter dimension.
+    pub fn create_dimension(
+        &mut self,
+        name: &str,
+        string_values: Vec<String>,
+        now: Timestamp,
+    ) -> anyhow::Result<Dimension> {
+        engine_result(call!(
+            self,
+            call_create_dimension,
+            name,
+            &string_values,
+            now
+        )?)
+    }
+
+    /// Returns a dimension.
+    pub fn describe_dimension(&mut self, name: &str) -> anyhow::Result<Dimension> {
+        engine_result(call!(self, call_describe_dimension, name)?)
+    }
+
+    /// Replaces a dimension's values.
+    pub fn update_dimension(
+        &mut self,
+        name: &str,
+        string_values: Vec<String>,
+        now: Timestamp,
+    ) -> anyhow::Result<Dimension> {
+        engine_result(call!(
+            self,
+            call_update_dimension,
+            name,
+            &string_values,
+            now
+        )?)
+    }
+
+    /// Deletes a dimension that no profile uses.
+    pub fn delete_dimension(&mut self, name: &str) -> anyhow::Result<()> {
+        engine_result(call!(self, call_delete_dimension, name)?)
+    }
+
+    /// Returns the names of all dimensions, sorted.
+    pub fn list_dimensions(&mut self) -> anyhow::Result<Vec<String>> {
+        call!(self, call_list_dimensions)
     }
 
     /// Registers a thing.
@@ -270,6 +376,16 @@ impl CoreEngine {
     /// Moves event time forward.
     pub fn advance_time(&mut self, now: Timestamp) -> anyhow::Result<Vec<ViolationEvent>> {
         Ok(convert(call!(self, call_advance_time, now)?))
+    }
+
+    /// Removes and returns the retained datapoints accepted since the last call, oldest first.
+    pub fn take_retained_datapoints(&mut self) -> anyhow::Result<Vec<Datapoint>> {
+        Ok(convert(call!(self, call_take_retained_datapoints)?))
+    }
+
+    /// Returns the engine's totals.
+    pub fn stats(&mut self) -> anyhow::Result<EngineStats> {
+        Ok(call!(self, call_stats)?.into())
     }
 
     /// Active violations.
@@ -343,6 +459,25 @@ impl CoreEngine {
             action_id,
             role_arn,
             &params,
+            now
+        )?)
+    }
+
+    /// Updates a mitigation action's role, parameters or both.
+    pub fn update_mitigation_action(
+        &mut self,
+        name: &str,
+        role_arn: Option<String>,
+        params: Option<MitigationActionParams>,
+        now: Timestamp,
+    ) -> anyhow::Result<MitigationAction> {
+        let params: Option<wit::MitigationActionParams> = params.map(Into::into);
+        engine_result(call!(
+            self,
+            call_update_mitigation_action,
+            name,
+            role_arn.as_deref(),
+            params.as_ref(),
             now
         )?)
     }

@@ -539,7 +539,7 @@ fn configure(
     let is_custom = !args.metric.starts_with("aws:");
     if is_custom {
         engine
-            .create_custom_metric(&args.metric, CustomMetricType::Number)
+            .create_custom_metric(&args.metric, CustomMetricType::Number, None, 0)
             .with_context(|| format!("failed to create custom metric `{}`", args.metric))?;
     }
     let behaviors = match &args.profile {

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use vigil_core::catalogue::PERIOD_MS;
 use vigil_core::ingest::Datapoint;
 use vigil_core::model::{
-    Behavior, BehaviorCriteria, ComparisonOperator, ConfidenceLevel, MetricValue, SecurityProfile,
-    ViolationEventType,
+    AddThingsToThingGroupParams, Behavior, BehaviorCriteria, ComparisonOperator, ConfidenceLevel,
+    CustomMetricType, DetectMitigationActionsTaskTarget, MetricDimension, MetricToRetain,
+    MetricValue, MitigationActionParams, MitigationActionType, PublishFindingToSnsParams,
+    SecurityProfile, TaskRequest, TaskStatus, ViolationEventType,
 };
 use vigil_core::violations::ViolationFilter;
-use vigil_core::{Engine, EngineConfig};
+use vigil_core::{Engine, EngineConfig, EngineStats, SecurityProfileFilter};
 use vigil_host::engine::{CoreEngine, locate_core_wasm};
 
 const TARGET: &str = "arn:aws:iot:us-east-1:123456789012:all/things";
@@ -172,4 +174,286 @@ fn core_load_rejects_non_component() {
     );
     assert!(message.contains("cargo xtask build"), "{message}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Builds a profile with a rule on the custom metric `battery-level` that also retains messages
+/// sent on the topics of dimension `topics`.
+fn battery_profile() -> SecurityProfile {
+    let battery = Behavior {
+        name: "battery".to_string(),
+        metric: Some("battery-level".to_string()),
+        metric_dimension: None,
+        criteria: Some(BehaviorCriteria {
+            comparison_operator: Some(ComparisonOperator::GreaterThan),
+            value: Some(MetricValue::number(10.0)),
+            ..BehaviorCriteria::default()
+        }),
+        suppress_alerts: None,
+        export_metric: None,
+    };
+    let sent_on_topics = MetricToRetain {
+        metric: "aws:num-messages-sent".to_string(),
+        metric_dimension: Some(MetricDimension {
+            dimension_name: "topics".to_string(),
+            operator: None,
+        }),
+        export_metric: None,
+    };
+    SecurityProfile {
+        name: "battery".to_string(),
+        behaviors: vec![battery],
+        additional_metrics_to_retain_v2: vec![sent_on_topics],
+        ..SecurityProfile::default()
+    }
+}
+
+fn battery_datapoint(level: f64, timestamp: i64) -> Datapoint {
+    Datapoint {
+        thing_name: "lamp-01".to_string(),
+        metric: "battery-level".to_string(),
+        dimension_name: None,
+        timestamp,
+        value: MetricValue::number(level),
+    }
+}
+
+fn error_kind(error: &anyhow::Error) -> Option<&vigil_core::Error> {
+    error.downcast_ref::<vigil_core::Error>()
+}
+
+/// Loads the component with the custom metric, the dimension and the battery profile attached to
+/// every thing.
+fn battery_engine() -> CoreEngine {
+    let mut engine = CoreEngine::load(&core_wasm(), config()).unwrap();
+    engine
+        .create_custom_metric("battery-level", CustomMetricType::Number, None, 1000)
+        .unwrap();
+    let topics = vec!["alerts/#".to_string()];
+    engine.create_dimension("topics", topics, 1000).unwrap();
+    engine
+        .create_security_profile(battery_profile(), 1000)
+        .unwrap();
+    engine.attach_security_profile("battery", TARGET).unwrap();
+    engine
+}
+
+#[test]
+fn component_manages_custom_metrics_and_dimensions() {
+    let mut engine = CoreEngine::load(&core_wasm(), config()).unwrap();
+    let created = engine
+        .create_custom_metric(
+            "battery-level",
+            CustomMetricType::Number,
+            Some("Battery".to_string()),
+            1000,
+        )
+        .unwrap();
+    assert_eq!(
+        created.metric_arn,
+        "arn:aws:iot:us-east-1:123456789012:custommetric/battery-level"
+    );
+    let updated = engine
+        .update_custom_metric("battery-level", "Battery %".to_string(), 2000)
+        .unwrap();
+    assert_eq!(updated.display_name.as_deref(), Some("Battery %"));
+    assert_eq!(updated.last_modified_date, 2000);
+    assert_eq!(
+        engine.describe_custom_metric("battery-level").unwrap(),
+        updated
+    );
+    assert_eq!(engine.list_custom_metrics().unwrap(), vec!["battery-level"]);
+
+    let topics = vec!["alerts/#".to_string()];
+    let dimension = engine.create_dimension("topics", topics, 1000).unwrap();
+    assert_eq!(
+        dimension.arn,
+        "arn:aws:iot:us-east-1:123456789012:dimension/topics"
+    );
+    let commands = vec!["cmd/+".to_string(), "alerts/#".to_string()];
+    let updated = engine
+        .update_dimension("topics", commands.clone(), 3000)
+        .unwrap();
+    assert_eq!(updated.string_values, commands);
+    assert_eq!(engine.describe_dimension("topics").unwrap(), updated);
+    assert_eq!(engine.list_dimensions().unwrap(), vec!["topics"]);
+
+    engine
+        .create_security_profile(battery_profile(), 4000)
+        .unwrap();
+    let in_use = engine.delete_dimension("topics").unwrap_err();
+    assert!(
+        matches!(
+            error_kind(&in_use),
+            Some(vigil_core::Error::InvalidRequest(_))
+        ),
+        "{in_use:#}"
+    );
+    let in_use = engine.delete_custom_metric("battery-level").unwrap_err();
+    assert!(
+        matches!(
+            error_kind(&in_use),
+            Some(vigil_core::Error::InvalidRequest(_))
+        ),
+        "{in_use:#}"
+    );
+
+    engine
+        .delete_security_profile("battery", Some(1), 5000)
+        .unwrap();
+    engine.delete_dimension("topics").unwrap();
+    engine.delete_custom_metric("battery-level").unwrap();
+    assert_eq!(engine.list_dimensions().unwrap(), Vec::<String>::new());
+    assert_eq!(engine.list_custom_metrics().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn component_lists_profiles_by_filter_and_target() {
+    let mut engine = battery_engine();
+    let by_dimension = SecurityProfileFilter {
+        dimension_name: Some("topics".to_string()),
+        metric_name: None,
+    };
+    assert_eq!(
+        engine.list_security_profiles(by_dimension).unwrap(),
+        vec!["battery"]
+    );
+    let by_metric = SecurityProfileFilter {
+        dimension_name: None,
+        metric_name: Some("battery-level".to_string()),
+    };
+    assert_eq!(
+        engine.list_security_profiles(by_metric).unwrap(),
+        vec!["battery"]
+    );
+    assert_eq!(
+        engine.list_security_profiles_for_target(TARGET).unwrap(),
+        vec!["battery"]
+    );
+    assert_eq!(
+        engine.list_targets_for_security_profile("battery").unwrap(),
+        vec![TARGET]
+    );
+
+    engine
+        .detach_security_profile("battery", TARGET, 2000)
+        .unwrap();
+    assert_eq!(
+        engine.list_security_profiles_for_target(TARGET).unwrap(),
+        Vec::<String>::new()
+    );
+    let malformed = engine
+        .list_security_profiles_for_target("all/things")
+        .unwrap_err();
+    assert!(
+        matches!(
+            error_kind(&malformed),
+            Some(vigil_core::Error::ValidationFailed(_))
+        ),
+        "{malformed:#}"
+    );
+}
+
+#[test]
+fn component_hands_out_retained_datapoints_and_keeps_stats() {
+    let mut engine = battery_engine();
+    let on_topics = Datapoint {
+        thing_name: "lamp-01".to_string(),
+        metric: "aws:num-messages-sent".to_string(),
+        dimension_name: Some("topics".to_string()),
+        timestamp: PERIOD_MS,
+        value: MetricValue::count(12),
+    };
+    let unused = Datapoint {
+        dimension_name: None,
+        ..on_topics.clone()
+    };
+    let batch = vec![
+        battery_datapoint(80.0, PERIOD_MS),
+        on_topics.clone(),
+        unused,
+    ];
+    engine.ingest_datapoints(batch).unwrap();
+
+    let retained = engine.take_retained_datapoints().unwrap();
+    assert_eq!(
+        retained,
+        vec![battery_datapoint(80.0, PERIOD_MS), on_topics]
+    );
+    assert_eq!(engine.take_retained_datapoints().unwrap(), vec![]);
+    assert_eq!(engine.current_time().unwrap(), PERIOD_MS);
+
+    let expected = EngineStats {
+        datapoints_accepted: 3,
+        reports_accepted: 0,
+        reports_rejected: 0,
+        violation_events: 0,
+        things: 1,
+        security_profiles: 1,
+        retained_datapoints_dropped: 0,
+    };
+    assert_eq!(engine.stats().unwrap(), expected);
+    let mut restored = CoreEngine::restore(&core_wasm(), &engine.snapshot().unwrap()).unwrap();
+    assert_eq!(restored.stats().unwrap(), expected);
+}
+
+#[test]
+fn component_updates_mitigation_actions_and_cancels_tasks() {
+    let mut engine = battery_engine();
+    let role = "arn:aws:iam::123456789012:role/mitigation";
+    let quarantine = MitigationActionParams {
+        add_things_to_thing_group_params: Some(AddThingsToThingGroupParams {
+            thing_group_names: vec!["quarantine".to_string()],
+            override_dynamic_groups: None,
+        }),
+        ..MitigationActionParams::default()
+    };
+    engine
+        .create_mitigation_action("respond", "id-1", role, quarantine, 1000)
+        .unwrap();
+    let publish = MitigationActionParams {
+        publish_finding_to_sns_params: Some(PublishFindingToSnsParams {
+            topic_arn: "arn:aws:sns:us-east-1:123456789012:findings".to_string(),
+        }),
+        ..MitigationActionParams::default()
+    };
+    let updated = engine
+        .update_mitigation_action("respond", None, Some(publish), 2000)
+        .unwrap();
+    assert_eq!(
+        updated.action_type,
+        MitigationActionType::PublishFindingToSns
+    );
+    assert_eq!(updated.last_modified_date, 2000);
+    assert_eq!(
+        engine.describe_mitigation_action("respond").unwrap(),
+        updated
+    );
+    assert_eq!(engine.list_mitigation_actions().unwrap(), vec![updated]);
+
+    // A low battery raises the alarm that the task then acts on.
+    let result = engine
+        .ingest_datapoints(vec![battery_datapoint(4.0, PERIOD_MS)])
+        .unwrap();
+    assert_eq!(result.events.len(), 1);
+    let request = TaskRequest {
+        task_id: "respond-to-battery".to_string(),
+        target: DetectMitigationActionsTaskTarget {
+            security_profile_name: Some("battery".to_string()),
+            ..DetectMitigationActionsTaskTarget::default()
+        },
+        actions: vec!["respond".to_string()],
+        violation_event_occurrence_range: None,
+        include_only_active_violations: false,
+        include_suppressed_alerts: false,
+    };
+    engine.start_mitigation_task(request, PERIOD_MS).unwrap();
+    let canceled = engine
+        .cancel_mitigation_task("respond-to-battery", PERIOD_MS + 1)
+        .unwrap();
+    assert_eq!(canceled.task_status, TaskStatus::Canceled);
+    let tasks = engine.list_mitigation_tasks(0, PERIOD_MS).unwrap();
+    assert_eq!(tasks, vec![canceled]);
+
+    engine.delete_mitigation_action("respond").unwrap();
+    assert_eq!(engine.list_mitigation_actions().unwrap(), vec![]);
 }

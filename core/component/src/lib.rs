@@ -102,8 +102,19 @@ impl witd::GuestEngine for EngineResource {
         lift(self.0.borrow().describe_security_profile(&name))
     }
 
-    fn list_security_profiles(&self) -> Vec<String> {
-        self.0.borrow().list_security_profiles()
+    fn list_security_profiles(
+        &self,
+        filter: witd::SecurityProfileFilter,
+    ) -> WitResult<Vec<String>> {
+        lift(self.0.borrow().list_security_profiles(&filter.into()))
+    }
+
+    fn list_security_profiles_for_target(&self, target_arn: String) -> WitResult<Vec<String>> {
+        lift(
+            self.0
+                .borrow()
+                .list_security_profiles_for_target(&target_arn),
+        )
     }
 
     fn attach_security_profile(&self, name: String, target_arn: String) -> WitResult<()> {
@@ -135,12 +146,71 @@ impl witd::GuestEngine for EngineResource {
         &self,
         metric_name: String,
         metric_type: witd::CustomMetricType,
-    ) -> WitResult<()> {
+        display_name: Option<String>,
+        now: wit::Timestamp,
+    ) -> WitResult<witd::CustomMetric> {
+        let mut engine = self.0.borrow_mut();
+        lift(engine.create_custom_metric(&metric_name, metric_type.into(), display_name, now))
+    }
+
+    fn describe_custom_metric(&self, metric_name: String) -> WitResult<witd::CustomMetric> {
+        lift(self.0.borrow().describe_custom_metric(&metric_name))
+    }
+
+    fn update_custom_metric(
+        &self,
+        metric_name: String,
+        display_name: String,
+        now: wit::Timestamp,
+    ) -> WitResult<witd::CustomMetric> {
+        let mut engine = self.0.borrow_mut();
+        lift(engine.update_custom_metric(&metric_name, display_name, now))
+    }
+
+    fn delete_custom_metric(&self, metric_name: String) -> WitResult<()> {
+        lift(self.0.borrow_mut().delete_custom_metric(&metric_name))
+    }
+
+    fn list_custom_metrics(&self) -> Vec<String> {
+        self.0.borrow().list_custom_metrics()
+    }
+
+    fn create_dimension(
+        &self,
+        name: String,
+        string_values: Vec<String>,
+        now: wit::Timestamp,
+    ) -> WitResult<witd::Dimension> {
         lift(
             self.0
                 .borrow_mut()
-                .create_custom_metric(&metric_name, metric_type.into()),
+                .create_dimension(&name, string_values, now),
         )
+    }
+
+    fn describe_dimension(&self, name: String) -> WitResult<witd::Dimension> {
+        lift(self.0.borrow().describe_dimension(&name))
+    }
+
+    fn update_dimension(
+        &self,
+        name: String,
+        string_values: Vec<String>,
+        now: wit::Timestamp,
+    ) -> WitResult<witd::Dimension> {
+        lift(
+            self.0
+                .borrow_mut()
+                .update_dimension(&name, string_values, now),
+        )
+    }
+
+    fn delete_dimension(&self, name: String) -> WitResult<()> {
+        lift(self.0.borrow_mut().delete_dimension(&name))
+    }
+
+    fn list_dimensions(&self) -> Vec<String> {
+        self.0.borrow().list_dimensions()
     }
 
     fn create_thing(&self, thing_name: String) -> WitResult<()> {
@@ -209,6 +279,14 @@ impl witd::GuestEngine for EngineResource {
         self.0.borrow().current_time()
     }
 
+    fn take_retained_datapoints(&self) -> Vec<witd::Datapoint> {
+        convert(self.0.borrow_mut().take_retained_datapoints())
+    }
+
+    fn stats(&self) -> witd::EngineStats {
+        self.0.borrow().stats().into()
+    }
+
     fn list_active_violations(&self, filter: witd::ViolationFilter) -> Vec<wit::ActiveViolation> {
         convert(self.0.borrow().list_active_violations(&filter.into()))
     }
@@ -261,6 +339,18 @@ impl witd::GuestEngine for EngineResource {
             now,
         );
         lift(action)
+    }
+
+    fn update_mitigation_action(
+        &self,
+        action_name: String,
+        role_arn: Option<String>,
+        params: Option<wit::MitigationActionParams>,
+        now: wit::Timestamp,
+    ) -> WitResult<witd::MitigationAction> {
+        let mut engine = self.0.borrow_mut();
+        let params = params.map(Into::into);
+        lift(engine.update_mitigation_action(&action_name, role_arn, params, now))
     }
 
     fn describe_mitigation_action(&self, action_name: String) -> WitResult<witd::MitigationAction> {

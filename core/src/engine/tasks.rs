@@ -53,6 +53,35 @@ impl Engine {
         self.mitigation.create_action(action)
     }
 
+    /// Updates a mitigation action's role, parameters or both, validated as on creation. The
+    /// action type follows the new parameters, while the name, id and creation date stay.
+    pub fn update_mitigation_action(
+        &mut self,
+        action_name: &str,
+        role_arn: Option<String>,
+        params: Option<MitigationActionParams>,
+        now: Timestamp,
+    ) -> Result<MitigationAction> {
+        let mut action = self.mitigation.action(action_name)?.clone();
+        if let Some(role_arn) = role_arn {
+            action.role_arn = role_arn;
+        }
+        if let Some(params) = params {
+            action.action_params = params;
+        }
+        let problems = validate::validate_mitigation_action(
+            action_name,
+            &action.role_arn,
+            &action.action_params,
+        );
+        if !problems.is_empty() {
+            return Err(Error::ValidationFailed(problems));
+        }
+        action.action_type = action.action_params.set_types()[0];
+        action.last_modified_date = now;
+        self.mitigation.replace_action(action)
+    }
+
     /// Returns a mitigation action.
     pub fn describe_mitigation_action(&self, action_name: &str) -> Result<MitigationAction> {
         self.mitigation.action(action_name).cloned()
@@ -229,5 +258,113 @@ fn snapshot_of(record: &ViolationRecord) -> ViolationEvent {
         verification_state: record.verification_state,
         verification_state_description: record.verification_description.clone(),
         violation_event_time: record.start,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Error;
+    use crate::model::{
+        AddThingsToThingGroupParams, MitigationActionParams, MitigationActionType,
+        PublishFindingToSnsParams,
+    };
+    use crate::{Engine, EngineConfig};
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/mitigation";
+    const OTHER_ROLE: &str = "arn:aws:iam::123456789012:role/other-role";
+
+    fn quarantine_params(groups: Vec<String>) -> MitigationActionParams {
+        MitigationActionParams {
+            add_things_to_thing_group_params: Some(AddThingsToThingGroupParams {
+                thing_group_names: groups,
+                override_dynamic_groups: None,
+            }),
+            ..MitigationActionParams::default()
+        }
+    }
+
+    fn engine_with_quarantine() -> Engine {
+        let mut engine = Engine::new(EngineConfig::default());
+        let params = quarantine_params(vec!["quarantine".to_string()]);
+        engine
+            .create_mitigation_action("quarantine", "id-1", ROLE, params, 1000)
+            .unwrap();
+        engine
+    }
+
+    #[test]
+    fn update_mitigation_action_changes_type_with_params() {
+        let mut engine = engine_with_quarantine();
+        let sns = MitigationActionParams {
+            publish_finding_to_sns_params: Some(PublishFindingToSnsParams {
+                topic_arn: "arn:aws:sns:us-east-1:123456789012:findings".to_string(),
+            }),
+            ..MitigationActionParams::default()
+        };
+        let updated = engine
+            .update_mitigation_action("quarantine", None, Some(sns.clone()), 5000)
+            .unwrap();
+        assert_eq!(
+            updated.action_type,
+            MitigationActionType::PublishFindingToSns
+        );
+        assert_eq!(updated.action_params, sns);
+        assert_eq!(updated.role_arn, ROLE);
+        assert_eq!(updated.action_id, "id-1");
+        assert_eq!(updated.creation_date, 1000);
+        assert_eq!(updated.last_modified_date, 5000);
+        assert_eq!(engine.describe_mitigation_action("quarantine"), Ok(updated));
+    }
+
+    #[test]
+    fn update_mitigation_action_changes_only_role() {
+        let mut engine = engine_with_quarantine();
+        let updated = engine
+            .update_mitigation_action("quarantine", Some(OTHER_ROLE.to_string()), None, 2000)
+            .unwrap();
+        assert_eq!(updated.role_arn, OTHER_ROLE);
+        assert_eq!(
+            updated.action_type,
+            MitigationActionType::AddThingsToThingGroup
+        );
+        assert_eq!(updated.last_modified_date, 2000);
+    }
+
+    #[test]
+    fn invalid_update_leaves_mitigation_action_unchanged() {
+        let mut engine = engine_with_quarantine();
+        let before = engine.describe_mitigation_action("quarantine").unwrap();
+        let error = engine
+            .update_mitigation_action(
+                "quarantine",
+                Some("short".to_string()),
+                Some(quarantine_params(vec![])),
+                2000,
+            )
+            .unwrap_err();
+        let Error::ValidationFailed(problems) = error else {
+            panic!("expected a validation error, got {error:?}");
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "roleArn",
+                "actionParams.addThingsToThingGroupParams.thingGroupNames"
+            ]
+        );
+        assert_eq!(engine.describe_mitigation_action("quarantine"), Ok(before));
+    }
+
+    #[test]
+    fn updating_missing_mitigation_action_is_not_found() {
+        let mut engine = Engine::new(EngineConfig::default());
+        let error = engine.update_mitigation_action("nope", None, None, 0);
+        assert_eq!(
+            error,
+            Err(Error::ResourceNotFound(
+                "mitigation action `nope` does not exist".to_string()
+            ))
+        );
     }
 }
