@@ -1,14 +1,19 @@
 //! The `vigil` host as a library: WIT bindings and the sandboxed mitigation plugin runtime.
 
+pub mod api;
 pub mod bench;
+pub mod bench_fleet;
 pub mod bindings;
 pub mod demo;
 pub mod engine;
 pub mod ids;
+pub mod journal;
 pub mod mitigate;
 pub mod nab;
 pub mod output;
 pub mod plugins;
 pub mod replay;
 pub mod serve;
+pub mod service;
 pub mod sim;
+pub mod store;

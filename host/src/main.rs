@@ -1,7 +1,7 @@
 //! `vigil`: runs the Vigil detection engine component with its mitigation plugins.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -37,11 +37,15 @@ enum Command {
     Replay(vigil_host::replay::ReplayArgs),
     /// Measure datapoints scored and learned per second, natively and through wasmtime.
     Bench(vigil_host::bench::BenchArgs),
+    /// Measure ML attack recall, precision and false alarms on simulated fleets, per confidence
+    /// level.
+    BenchFleet(vigil_host::bench_fleet::BenchFleetArgs),
     /// Run the ML detector over a Numenta Anomaly Benchmark corpus and score it with NAB's rules.
     Nab(vigil_host::nab::NabArgs),
     /// Score stored detector results in NAB's layout with NAB's rules.
     NabScore(vigil_host::nab::NabScoreArgs),
-    /// Serve the browser demo over HTTP at /demo/ (loopback only unless --bind says otherwise).
+    /// Serve the AWS-compatible Detect API, metrics and the browser demo (loopback only unless
+    /// --bind says otherwise).
     Serve(vigil_host::serve::ServeArgs),
 }
 
@@ -135,7 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed: args.seed,
                 attacks_per_kind: args.attacks_per_kind as usize,
                 core_wasm: core()?,
-                plugins_dir: locate_plugins(args.plugins.as_deref())?,
+                plugins_dir: vigil_host::plugins::locate_plugins_dir(args.plugins.as_deref())?,
                 progress: true,
             };
             if options.things < 16 * options.attacks_per_kind.max(1) {
@@ -148,25 +152,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay(args) => vigil_host::replay::run(&args, &core()?, &mut stdout)?,
         Command::Bench(args) => vigil_host::bench::run(&args, &core()?, &mut stdout)?,
+        Command::BenchFleet(args) => {
+            vigil_host::bench_fleet::run(&args, &mut stdout)?;
+        }
         Command::Nab(args) => vigil_host::nab::run(&args, &mut stdout)?,
         Command::NabScore(args) => vigil_host::nab::run_score(&args, &mut stdout)?,
-        Command::Serve(args) => vigil_host::serve::run(&args, &mut stdout)?,
+        Command::Serve(args) => vigil_host::serve::run(&args, &core()?, &mut stdout)?,
     }
     stdout.flush().context("failed to write to stdout")
-}
-
-/// Finds the plugins directory: `explicit`, else `plugins/` next to the binary, else
-/// `target/wasm/plugins` of the source tree.
-fn locate_plugins(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = explicit {
-        return Ok(dir.to_path_buf());
-    }
-    let exe = std::env::current_exe().context("failed to find the path of the `vigil` binary")?;
-    let beside = exe.parent().map(|dir| dir.join("plugins"));
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm/plugins");
-    beside
-        .into_iter()
-        .chain([source])
-        .find(|dir| dir.is_dir())
-        .context("no plugins directory next to the `vigil` binary or in target/wasm/plugins; build the plugins with `cargo xtask build` or pass --plugins DIR")
 }

@@ -9,12 +9,77 @@ use crate::bindings::plugin::exports::vigil::detect::mitigation::ExecutionContex
 use crate::engine::CoreEngine;
 use crate::plugins::{PluginHost, Registry, RegistryError};
 
-/// The engine's thing registry as the plugins' `thing-registry` capability.
-struct EngineRegistry<'a> {
-    engine: &'a mut CoreEngine,
+/// The engine calls a mitigation task makes, so tasks run on a bare engine (the demo) and on a
+/// journaled one (the server) alike.
+pub trait TaskEngine {
+    /// Marks the next execution of a task as started and returns it.
+    fn next_pending_execution(
+        &mut self,
+        task_id: &str,
+        now: Timestamp,
+    ) -> anyhow::Result<Option<PendingExecution>>;
+    /// Records what applying an execution did.
+    fn record_execution_outcome(
+        &mut self,
+        task_id: &str,
+        violation_id: &str,
+        action_name: &str,
+        outcome: ExecutionOutcome,
+        now: Timestamp,
+    ) -> anyhow::Result<DetectMitigationActionsTaskSummary>;
+    /// Returns a task.
+    fn describe_mitigation_task(
+        &mut self,
+        task_id: &str,
+    ) -> anyhow::Result<DetectMitigationActionsTaskSummary>;
+    /// Adds a thing to a group for a plugin.
+    fn add_thing_to_thing_group(&mut self, thing: &str, group: &str) -> anyhow::Result<()>;
+    /// Lists a thing's groups for a plugin.
+    fn list_thing_groups_for_thing(&mut self, thing: &str) -> anyhow::Result<Vec<String>>;
 }
 
-impl Registry for EngineRegistry<'_> {
+impl TaskEngine for CoreEngine {
+    fn next_pending_execution(
+        &mut self,
+        task_id: &str,
+        now: Timestamp,
+    ) -> anyhow::Result<Option<PendingExecution>> {
+        CoreEngine::next_pending_execution(self, task_id, now)
+    }
+
+    fn record_execution_outcome(
+        &mut self,
+        task_id: &str,
+        violation_id: &str,
+        action_name: &str,
+        outcome: ExecutionOutcome,
+        now: Timestamp,
+    ) -> anyhow::Result<DetectMitigationActionsTaskSummary> {
+        CoreEngine::record_execution_outcome(self, task_id, violation_id, action_name, outcome, now)
+    }
+
+    fn describe_mitigation_task(
+        &mut self,
+        task_id: &str,
+    ) -> anyhow::Result<DetectMitigationActionsTaskSummary> {
+        CoreEngine::describe_mitigation_task(self, task_id)
+    }
+
+    fn add_thing_to_thing_group(&mut self, thing: &str, group: &str) -> anyhow::Result<()> {
+        CoreEngine::add_thing_to_thing_group(self, thing, group)
+    }
+
+    fn list_thing_groups_for_thing(&mut self, thing: &str) -> anyhow::Result<Vec<String>> {
+        CoreEngine::list_thing_groups_for_thing(self, thing)
+    }
+}
+
+/// The engine's thing registry as the plugins' `thing-registry` capability.
+struct EngineRegistry<'a, E: TaskEngine> {
+    engine: &'a mut E,
+}
+
+impl<E: TaskEngine> Registry for EngineRegistry<'_, E> {
     fn add_thing_to_thing_group(
         &mut self,
         thing: &str,
@@ -45,8 +110,8 @@ fn registry_error(error: &anyhow::Error, group: &str) -> RegistryError {
 
 /// Applies every pending execution of `task_id` through the plugins, at event time `now`, and
 /// returns the finished task.
-pub fn run_task(
-    engine: &mut CoreEngine,
+pub fn run_task<E: TaskEngine>(
+    engine: &mut E,
     plugins: &mut PluginHost,
     task_id: &str,
     now: Timestamp,

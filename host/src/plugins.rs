@@ -1020,6 +1020,25 @@ fn truncate_bytes(text: &str, max_bytes: usize) -> &str {
     &text[..end]
 }
 
+/// Finds the plugins directory: `explicit`, else `plugins/` next to the binary, else
+/// `target/wasm/plugins` of the source tree.
+pub fn locate_plugins_dir(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_path_buf());
+    }
+    let exe = std::env::current_exe().context("failed to find the path of the `vigil` binary")?;
+    let beside = exe.parent().map(|dir| dir.join("plugins"));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm/plugins");
+    beside
+        .into_iter()
+        .chain([source])
+        .find(|dir| dir.is_dir())
+        .context(
+            "no plugins directory next to the `vigil` binary or in target/wasm/plugins; build \
+             the plugins with `cargo xtask build` or pass --plugins DIR",
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

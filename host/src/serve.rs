@@ -1,22 +1,36 @@
-//! `vigil serve`: the HTTP server. Today it serves the browser demo, a static folder, at
-//! `/demo/`. Each feature contributes a group of routes, such as [`demo_routes`], and
-//! [`router`] merges them, so further APIs join the same server.
+//! `vigil serve`: the HTTP server. It serves the AWS IoT Device Defender Detect API (see
+//! [`crate::api`]) backed by the core engine and a SQLite database, Prometheus metrics at
+//! `/metrics`, and the browser demo, a static folder, at `/demo/`.
 //!
-//! The server binds to 127.0.0.1 unless `--bind` names another address. The demo needs no
-//! network access beyond fetching its own files.
+//! The server binds to 127.0.0.1 unless `--bind` names another address. API requests must be
+//! signed with SigV4 by the credentials the server was given or generated.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
 use axum::response::Redirect;
 use axum::routing::get;
 use tower_http::services::ServeDir;
+use vigil_core::EngineConfig;
+
+use crate::api::{self, ApiState, Credentials};
+use crate::plugins::{PluginHost, PluginLimits};
+use crate::service::{Service, ServiceOptions};
 
 /// Path the demo is served under; the trailing slash matters, because the page loads its files
 /// by relative URL.
 pub const DEMO_PATH: &str = "/demo/";
+
+/// Environment variables holding the API credentials when no --credentials file is given.
+const ACCESS_KEY_ENV: &str = "VIGIL_ACCESS_KEY_ID";
+const SECRET_KEY_ENV: &str = "VIGIL_SECRET_ACCESS_KEY";
+
+/// How often event time advances and the simulated fleet is fed.
+const TICK: Duration = Duration::from_millis(200);
 
 /// Arguments of `vigil serve`.
 #[derive(clap::Args, Debug)]
@@ -28,17 +42,59 @@ pub struct ServeArgs {
     /// network.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
+    /// Folder of the database (created if missing). Everything the API stores lives there.
+    #[arg(long, value_name = "DIR", default_value = "vigil-data")]
+    pub data: PathBuf,
+    /// AWS shared-credentials file whose `[default]` profile signs API requests (default: the
+    /// VIGIL_ACCESS_KEY_ID and VIGIL_SECRET_ACCESS_KEY variables, else DIR/credentials, created
+    /// with a random key pair on first start).
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// Region in the ARNs of a new database.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Account id in the ARNs of a new database, 12 digits.
+    #[arg(long, default_value = "123456789012")]
+    pub account_id: String,
+    /// Datapoints an ML model needs in its training window before its first build (AWS: 25,000).
+    #[arg(long, default_value_t = 25_000)]
+    pub ml_min_datapoints: u64,
+    /// Simulated things to feed with cloud-side traffic (0 for none, at most 10,000).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub simulate: u32,
+    /// Simulated days after start-up when attacks begin on a tenth of the simulated things.
+    #[arg(long, default_value_t = 18, value_parser = clap::value_parser!(i64).range(0..=365))]
+    pub attack_after_days: i64,
+    /// Event time runs this many times faster than the wall clock (1 to 1,000,000).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Directory of mitigation plugin components (default: plugins/ next to this binary, then
+    /// target/wasm/plugins).
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
     /// Folder of the built browser demo (default: web-demo/ next to this binary, then
-    /// target/web-demo of the source tree).
+    /// target/web-demo of the source tree); without one, /demo/ is not served.
     #[arg(long, value_name = "DIR")]
     pub demo_dir: Option<PathBuf>,
 }
 
 /// Serves until the process is interrupted. The first line on `out` is
-/// `vigil serve: listening on http://ADDRESS/demo/`, so scripts that pass `--port 0` can read the
+/// `vigil serve: listening on http://ADDRESS/`, so scripts that pass `--port 0` can read the
 /// port.
-pub fn run(args: &ServeArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let demo_dir = locate_demo_dir(args.demo_dir.as_deref())?;
+pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.time_scale.is_finite() && (1.0..=1_000_000.0).contains(&args.time_scale),
+        "--time-scale must be between 1 and 1000000, not {}",
+        args.time_scale
+    );
+    let demo_dir = match locate_demo_dir(args.demo_dir.as_deref()) {
+        Ok(dir) => Some(dir),
+        Err(error) if args.demo_dir.is_some() => return Err(error),
+        Err(_) => None,
+    };
+    let credentials = load_credentials(args)?;
+    let service = open_service(args, core_path)?;
+    let state = ApiState::new(Arc::new(Mutex::new(service)));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,20 +107,117 @@ pub fn run(args: &ServeArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()>
         let local = listener
             .local_addr()
             .context("failed to read the listening address")?;
-        writeln!(out, "vigil serve: listening on http://{local}{DEMO_PATH}")?;
+        // One write, so a reader that stops after the first line cannot make a later line fail.
+        out.write_all(banner(local, &credentials, demo_dir.is_some()).as_bytes())?;
         out.flush().context("failed to write to stdout")?;
-        tracing::info!(%local, demo_dir = %demo_dir.display(), "serving the browser demo");
+        tracing::info!(%local, "serving");
 
-        axum::serve(listener, router(&demo_dir))
+        let ticker = tokio::spawn(tick_forever(state.clone()));
+        let app = router(state, Arc::new(credentials), demo_dir.as_deref());
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .context("the HTTP server failed")
+            .context("the HTTP server failed");
+        ticker.abort();
+        served
     })
 }
 
+/// The lines printed at start; the first names the address.
+fn banner(local: SocketAddr, credentials: &Credentials, demo: bool) -> String {
+    let mut text = format!(
+        "vigil serve: listening on http://{local}/\n  AWS API:     --endpoint-url http://{local}\n  \
+         credentials: access key id {}\n",
+        credentials.access_key_id
+    );
+    if demo {
+        text.push_str(&format!("  demo:        http://{local}{DEMO_PATH}\n"));
+    }
+    text.push_str(&format!("  metrics:     http://{local}/metrics\n"));
+    text
+}
+
+fn open_service(args: &ServeArgs, core_path: &Path) -> anyhow::Result<Service> {
+    let mut plugins = PluginHost::new(PluginLimits::default())?;
+    let plugins_dir = crate::plugins::locate_plugins_dir(args.plugins.as_deref())?;
+    plugins
+        .load(&plugins_dir)
+        .with_context(|| format!("failed to load the plugins in `{}`", plugins_dir.display()))?;
+    let options = ServiceOptions {
+        data_dir: args.data.clone(),
+        core_path: core_path.to_path_buf(),
+        engine: EngineConfig {
+            region: args.region.clone(),
+            account_id: args.account_id.clone(),
+            ml_min_datapoints: args.ml_min_datapoints,
+            ..EngineConfig::default()
+        },
+        time_scale: args.time_scale,
+        simulate: args.simulate as usize,
+        attack_after_days: args.attack_after_days,
+    };
+    Service::open(&options, plugins)
+}
+
+/// Credentials from --credentials, else the environment, else DIR/credentials (created with a
+/// random key pair if missing).
+fn load_credentials(args: &ServeArgs) -> anyhow::Result<Credentials> {
+    if let Some(path) = &args.credentials {
+        return Credentials::from_file(path);
+    }
+    if let (Ok(key), Ok(secret)) = (std::env::var(ACCESS_KEY_ENV), std::env::var(SECRET_KEY_ENV)) {
+        return Ok(Credentials::new(key, secret));
+    }
+    let path = args.data.join("credentials");
+    if path.is_file() {
+        return Credentials::from_file(&path);
+    }
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("failed to create the data folder `{}`", args.data.display()))?;
+    let credentials = Credentials::generate(&path)?;
+    eprintln!(
+        "vigil serve: created API credentials in `{}`; point the AWS CLI at them with \
+         AWS_SHARED_CREDENTIALS_FILE={}",
+        path.display(),
+        path.display()
+    );
+    Ok(credentials)
+}
+
+/// Advances event time and feeds the simulation until the server stops.
+async fn tick_forever(state: ApiState) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let result = state
+            .call(|service| service.tick().map_err(api::ApiError::from))
+            .await;
+        if let Err(error) = result {
+            tracing::error!(?error, "failed to advance event time");
+        }
+    }
+}
+
 /// Builds the router with every route of the server.
-pub fn router(demo_dir: &Path) -> Router {
-    Router::new().merge(demo_routes(demo_dir))
+pub fn router(state: ApiState, credentials: Arc<Credentials>, demo_dir: Option<&Path>) -> Router {
+    let api = api::routes(state.clone()).layer(axum::middleware::from_fn_with_state(
+        credentials,
+        api::sigv4::verify,
+    ));
+    let mut router = Router::new().merge(api).route(
+        "/metrics",
+        get(api::render_metrics).with_state(state.clone()),
+    );
+    if let Some(dir) = demo_dir {
+        router = router.merge(demo_routes(dir));
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            api::track_metrics,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// Builds the browser demo's routes: the static files under `/demo/`, with `/` and `/demo`
@@ -137,7 +290,7 @@ mod tests {
     async fn get(dir: &Path, path: &str) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let server = tokio::spawn(axum::serve(listener, router(dir)).into_future());
+        let server = tokio::spawn(axum::serve(listener, demo_routes(dir)).into_future());
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");

@@ -207,6 +207,8 @@ impl DemoServer {
         let mut child = Command::new(&vigil)
             .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--demo-dir"])
             .arg(workspace.web_demo_dir())
+            .arg("--data")
+            .arg(fresh_dir(&workspace.target.join("browser-test-data"))?)
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("failed to start `{} serve`", vigil.display()))?;
@@ -220,12 +222,11 @@ impl DemoServer {
         BufReader::new(stdout)
             .read_line(&mut line)
             .context("failed to read the address `vigil serve` listens on")?;
-        let url = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        // The first line names the server's root; the demo lives under /demo/.
+        let url = format!(
+            "{}demo/",
+            line.trim().rsplit(' ').next().unwrap_or_default()
+        );
         let server = Self { child, url };
         if !server.url.starts_with("http://127.0.0.1:") {
             bail!("`vigil serve` did not print its address; it printed {line:?}");
@@ -279,4 +280,15 @@ fn print_size(path: &Path) -> anyhow::Result<()> {
         .len();
     println!("{:>10.1} KiB  {}", bytes as f64 / 1024.0, path.display());
     Ok(())
+}
+
+/// Empties `dir` (creating it if needed) and returns it.
+fn fresh_dir(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("failed to empty `{}`", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create `{}`", dir.display()))?;
+    Ok(dir.to_path_buf())
 }

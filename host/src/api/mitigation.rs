@@ -1,0 +1,356 @@
+//! Mitigation actions and detect mitigation tasks. A started task runs through the plugins
+//! before the response, so describe and list show its executions right away.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use axum::routing::{get, put};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vigil_core::ExecutionFilter;
+use vigil_core::model::{
+    DetectMitigationActionsTaskTarget, MitigationActionParams, MitigationActionType, TaskRequest,
+    ViolationEventOccurrenceRange,
+};
+
+use super::detect::with_token;
+use super::wire::{self, Query, Tag, body, empty, json as respond};
+use super::{ApiError, ApiResult, ApiState};
+use crate::journal::{Command, Reply, unexpected};
+use crate::service::{self, Write};
+
+/// The routes of this module.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/mitigationactions/actions", get(list_mitigation_actions))
+        .route(
+            "/mitigationactions/actions/{name}",
+            axum::routing::post(create_mitigation_action)
+                .get(describe_mitigation_action)
+                .patch(update_mitigation_action)
+                .delete(delete_mitigation_action),
+        )
+        .route(
+            "/detect/mitigationactions/tasks",
+            get(list_detect_mitigation_actions_tasks),
+        )
+        .route(
+            "/detect/mitigationactions/tasks/{task_id}",
+            put(start_detect_mitigation_actions_task).get(describe_detect_mitigation_actions_task),
+        )
+        .route(
+            "/detect/mitigationactions/tasks/{task_id}/cancel",
+            put(cancel_detect_mitigation_actions_task),
+        )
+        .route(
+            "/detect/mitigationactions/executions",
+            get(list_detect_mitigation_actions_executions),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateActionInput {
+    role_arn: String,
+    action_params: MitigationActionParams,
+    tags: Option<Vec<Tag>>,
+}
+
+async fn create_mitigation_action(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let input: CreateActionInput = body(&bytes)?;
+    let tags = wire::check_tags("tags", input.tags.as_deref().unwrap_or_default())?;
+    let action = state
+        .call(move |service| {
+            let now = service.now();
+            let action_id = crate::ids::uuid_from(&["mitigation-action", &name, &now.to_string()]);
+            let reply = service
+                .engine()
+                .run(Command::CreateMitigationAction {
+                    name: name.clone(),
+                    action_id,
+                    role_arn: input.role_arn,
+                    params: input.action_params,
+                    now,
+                })
+                .map_err(|error| {
+                    let error = ApiError::from(error);
+                    if error.kind() == "ResourceAlreadyExistsException" {
+                        let arn = service.arn(&format!("mitigationaction/{name}"));
+                        error
+                            .with("resourceId", name.clone())
+                            .with("resourceArn", arn)
+                    } else {
+                        error
+                    }
+                })?;
+            let Reply::Action(action) = reply else {
+                return Err(unexpected(reply).into());
+            };
+            if !tags.is_empty() {
+                service.write(Write::Tags(action.action_arn.clone(), tags));
+            }
+            Ok(action)
+        })
+        .await?;
+    Ok(respond(json!({
+        "actionArn": action.action_arn,
+        "actionId": action.action_id,
+    })))
+}
+
+async fn describe_mitigation_action(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let action = state
+        .call(move |service| {
+            Ok(service
+                .engine()
+                .queries()
+                .describe_mitigation_action(&name)?)
+        })
+        .await?;
+    Ok(respond(action))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateActionInput {
+    role_arn: Option<String>,
+    action_params: Option<MitigationActionParams>,
+}
+
+async fn update_mitigation_action(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let input: UpdateActionInput = body(&bytes)?;
+    let action = state
+        .call(move |service| {
+            let now = service.now();
+            let reply = service.engine().run(Command::UpdateMitigationAction {
+                name,
+                role_arn: input.role_arn,
+                params: input.action_params,
+                now,
+            })?;
+            let Reply::Action(action) = reply else {
+                return Err(unexpected(reply).into());
+            };
+            Ok(action)
+        })
+        .await?;
+    Ok(respond(json!({
+        "actionArn": action.action_arn,
+        "actionId": action.action_id,
+    })))
+}
+
+async fn delete_mitigation_action(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    state
+        .call(move |service| {
+            service
+                .engine()
+                .run(Command::DeleteMitigationAction { name: name.clone() })?;
+            service.write(Write::DropTags(
+                service.arn(&format!("mitigationaction/{name}")),
+            ));
+            Ok(())
+        })
+        .await?;
+    Ok(empty())
+}
+
+async fn list_mitigation_actions(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let query = Query::parse(raw.as_deref())?;
+    let page = query.page(250, 250)?;
+    let action_type: Option<MitigationActionType> = query.wire_enum("actionType")?;
+    let actions = state
+        .call(move |service| Ok(service.engine().queries().list_mitigation_actions()?))
+        .await?;
+    let identifiers: Vec<Value> = actions
+        .into_iter()
+        .filter(|a| action_type.is_none_or(|t| a.action_type == t))
+        .map(|a| {
+            json!({
+                "actionName": a.action_name,
+                "actionArn": a.action_arn,
+                "creationDate": a.creation_date as f64 / 1000.0,
+            })
+        })
+        .collect();
+    let (identifiers, next) = page.cut(identifiers);
+    Ok(respond(with_token(
+        json!({"actionIdentifiers": identifiers}),
+        next,
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StartTaskInput {
+    target: DetectMitigationActionsTaskTarget,
+    actions: Vec<String>,
+    violation_event_occurrence_range: Option<ViolationEventOccurrenceRange>,
+    #[serde(default)]
+    include_only_active_violations: bool,
+    #[serde(default)]
+    include_suppressed_alerts: bool,
+    client_request_token: Option<String>,
+}
+
+const START_TASK_SCOPE: &str = "start-detect-mitigation-actions-task";
+
+async fn start_detect_mitigation_actions_task(
+    State(state): State<ApiState>,
+    Path(task_id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let input: StartTaskInput = body(&bytes)?;
+    if let Some(token) = &input.client_request_token {
+        check_token(token)?;
+    }
+    let request = TaskRequest {
+        task_id: task_id.clone(),
+        target: input.target,
+        actions: input.actions,
+        violation_event_occurrence_range: input.violation_event_occurrence_range,
+        include_only_active_violations: input.include_only_active_violations,
+        include_suppressed_alerts: input.include_suppressed_alerts,
+    };
+    let token = input.client_request_token;
+    let response = json!({"taskId": task_id});
+    state
+        .call(move |service| {
+            let token_key = token.as_ref().map(|t| format!("{task_id}/{t}"));
+            if let Some(key) = &token_key
+                && service
+                    .store()
+                    .request_token(START_TASK_SCOPE, key)?
+                    .is_some()
+            {
+                return Ok(());
+            }
+            let now = service.now();
+            service
+                .engine()
+                .run(Command::StartMitigationTask { request, now })?;
+            if let Some(key) = token_key {
+                service.write(Write::RequestToken {
+                    scope: START_TASK_SCOPE.to_owned(),
+                    token: key,
+                    response: task_id.clone(),
+                });
+            }
+            service::run_task(service, &task_id)?;
+            Ok(())
+        })
+        .await?;
+    Ok(respond(response))
+}
+
+/// Checks a client request token: 1 to 64 characters of `[a-zA-Z0-9-_]`.
+fn check_token(token: &str) -> ApiResult<()> {
+    let valid = (1..=64).contains(&token.len())
+        && token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "`clientRequestToken` must be 1 to 64 characters of [a-zA-Z0-9-_]",
+        ))
+    }
+}
+
+async fn describe_detect_mitigation_actions_task(
+    State(state): State<ApiState>,
+    Path(task_id): Path<String>,
+) -> ApiResult<Response> {
+    let task = state
+        .call(move |service| {
+            Ok(service
+                .engine()
+                .queries()
+                .describe_mitigation_task(&task_id)?)
+        })
+        .await?;
+    Ok(respond(json!({"taskSummary": task})))
+}
+
+async fn cancel_detect_mitigation_actions_task(
+    State(state): State<ApiState>,
+    Path(task_id): Path<String>,
+) -> ApiResult<Response> {
+    state
+        .call(move |service| {
+            let now = service.now();
+            service
+                .engine()
+                .run(Command::CancelMitigationTask { task_id, now })?;
+            Ok(())
+        })
+        .await?;
+    Ok(empty())
+}
+
+async fn list_detect_mitigation_actions_tasks(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let query = Query::parse(raw.as_deref())?;
+    let page = query.page(250, 250)?;
+    let start = query.required_timestamp("startTime")?;
+    let end = query.required_timestamp("endTime")?;
+    let tasks = state
+        .call(move |service| {
+            Ok(service
+                .engine()
+                .queries()
+                .list_mitigation_tasks(start, end)?)
+        })
+        .await?;
+    let (tasks, next) = page.cut(tasks);
+    Ok(respond(with_token(json!({"tasks": tasks}), next)))
+}
+
+async fn list_detect_mitigation_actions_executions(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let query = Query::parse(raw.as_deref())?;
+    let page = query.page(250, 250)?;
+    let filter = ExecutionFilter {
+        task_id: query.string("taskId"),
+        violation_id: query.string("violationId"),
+        thing_name: query.string("thingName"),
+        start_time: query.timestamp("startTime")?,
+        end_time: query.timestamp("endTime")?,
+    };
+    let executions = state
+        .call(move |service| {
+            Ok(service
+                .engine()
+                .queries()
+                .list_mitigation_executions(filter)?)
+        })
+        .await?;
+    let (executions, next) = page.cut(executions);
+    Ok(respond(with_token(
+        json!({"actionsExecutions": executions}),
+        next,
+    )))
+}

@@ -1,0 +1,454 @@
+//! Wire helpers shared by the handlers: JSON bodies, query strings, timestamps, pagination and
+//! Vigil's own extension routes.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use vigil_core::ingest::Datapoint;
+use vigil_core::model::{MetricValue, Timestamp};
+
+use super::{ApiError, ApiResult, ApiState};
+use crate::journal::{Command, Reply, unexpected};
+use crate::output::parse_datetime;
+
+/// Parses a JSON body into `T`; an empty body counts as `{}`. Errors name the field.
+pub fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::invalid(format!("the request body is not valid JSON: {inner}"))
+        } else if path == "." {
+            ApiError::invalid(format!("invalid request body: {inner}"))
+        } else {
+            ApiError::invalid(format!("invalid value for `{path}`: {inner}"))
+        }
+    })?;
+    deserializer.end().map_err(|error| {
+        ApiError::invalid(format!("the request body is not valid JSON: {error}"))
+    })?;
+    Ok(value)
+}
+
+/// A JSON response with status 200.
+pub fn json(value: impl serde::Serialize) -> Response {
+    axum::Json(value).into_response()
+}
+
+/// The empty JSON object operations without output answer with.
+pub fn empty() -> Response {
+    json(serde_json::json!({}))
+}
+
+/// Query string parameters, decoded.
+#[derive(Debug, Default)]
+pub struct Query {
+    params: BTreeMap<String, String>,
+}
+
+impl Query {
+    /// Decodes a raw query string; a repeated parameter keeps its last value.
+    pub fn parse(raw: Option<&str>) -> ApiResult<Self> {
+        let mut params = BTreeMap::new();
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            params.insert(decode_component(key)?, decode_component(value)?);
+        }
+        Ok(Self { params })
+    }
+
+    /// A parameter's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    /// A parameter's value, owned.
+    pub fn string(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_owned)
+    }
+
+    /// A required parameter.
+    pub fn required(&self, name: &str) -> ApiResult<&str> {
+        self.get(name)
+            .ok_or_else(|| ApiError::invalid(format!("the query parameter `{name}` is required")))
+    }
+
+    /// A boolean parameter, `true` or `false`.
+    pub fn boolean(&self, name: &str) -> ApiResult<Option<bool>> {
+        self.get(name)
+            .map(|value| match value {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                other => Err(ApiError::invalid(format!(
+                    "`{name}` must be `true` or `false`, not `{other}`"
+                ))),
+            })
+            .transpose()
+    }
+
+    /// An integer parameter within `min..=max`.
+    pub fn integer(&self, name: &str, min: i64, max: i64) -> ApiResult<Option<i64>> {
+        self.get(name)
+            .map(|value| {
+                let number: i64 = value.parse().map_err(|_| {
+                    ApiError::invalid(format!("`{name}` must be an integer, not `{value}`"))
+                })?;
+                if !(min..=max).contains(&number) {
+                    return Err(ApiError::invalid(format!(
+                        "`{name}` must be between {min} and {max}, not {number}"
+                    )));
+                }
+                Ok(number)
+            })
+            .transpose()
+    }
+
+    /// A timestamp parameter: ISO-8601 as the SDKs send it, or epoch seconds.
+    pub fn timestamp(&self, name: &str) -> ApiResult<Option<Timestamp>> {
+        self.get(name)
+            .map(|value| parse_timestamp(name, value))
+            .transpose()
+    }
+
+    /// A required timestamp parameter.
+    pub fn required_timestamp(&self, name: &str) -> ApiResult<Timestamp> {
+        parse_timestamp(name, self.required(name)?)
+    }
+
+    /// An enum parameter, parsed from its wire name.
+    pub fn wire_enum<T: DeserializeOwned>(&self, name: &str) -> ApiResult<Option<T>> {
+        self.get(name)
+            .map(|value| {
+                serde_json::from_value(serde_json::Value::String(value.to_owned())).map_err(|_| {
+                    ApiError::invalid(format!("`{name}` does not accept the value `{value}`"))
+                })
+            })
+            .transpose()
+    }
+
+    /// The page a list operation asks for: `nextToken` and `maxResults` within the bounds.
+    pub fn page(&self, max_results: i64, default: usize) -> ApiResult<Page> {
+        let limit = self
+            .integer("maxResults", 1, max_results)?
+            .map_or(default, |n| usize::try_from(n).unwrap_or(default));
+        let offset = match self.get("nextToken") {
+            None => 0,
+            Some(token) => parse_token(token)?,
+        };
+        Ok(Page { offset, limit })
+    }
+}
+
+fn decode_component(text: &str) -> ApiResult<String> {
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::invalid("the query string is not valid UTF-8 after decoding"))
+}
+
+/// Parses ISO-8601 or epoch seconds into milliseconds.
+pub fn parse_timestamp(name: &str, value: &str) -> ApiResult<Timestamp> {
+    if let Ok(seconds) = value.parse::<f64>()
+        && seconds.is_finite()
+        && seconds.abs() < 1e13
+    {
+        return Ok((seconds * 1000.0).round() as Timestamp);
+    }
+    parse_datetime(value).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "`{name}` must be an ISO-8601 time such as 2020-09-22T05:42:13Z or epoch seconds, \
+             not `{value}`"
+        ))
+    })
+}
+
+/// A slice of a list: where it starts and how long it may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Items to skip.
+    pub offset: usize,
+    /// Items to return at most.
+    pub limit: usize,
+}
+
+impl Page {
+    /// Cuts `items` to this page and returns the token of the next one.
+    pub fn cut<T>(self, items: Vec<T>) -> (Vec<T>, Option<String>) {
+        let total = items.len();
+        let end = self.offset.saturating_add(self.limit).min(total);
+        let next = (end < total).then(|| token_for(end));
+        let page = items
+            .into_iter()
+            .skip(self.offset)
+            .take(end.saturating_sub(self.offset))
+            .collect();
+        (page, next)
+    }
+}
+
+const TOKEN_PREFIX: &str = "vigil-";
+
+/// The `nextToken` that continues at `position`.
+pub fn token_for(position: impl std::fmt::Display) -> String {
+    format!("{TOKEN_PREFIX}{position}")
+}
+
+/// Reads a token made by [`token_for`].
+pub fn parse_token<T: std::str::FromStr>(token: &str) -> ApiResult<T> {
+    token
+        .strip_prefix(TOKEN_PREFIX)
+        .and_then(|rest| rest.parse().ok())
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`nextToken` `{token}` was not issued by this server; pass the token of the \
+                 previous response unchanged"
+            ))
+        })
+}
+
+/// Checks a name against AWS's `[a-zA-Z0-9:_-]+`, 1 to 128 characters.
+pub fn check_name(field: &str, name: &str, colon_allowed: bool) -> ApiResult<()> {
+    let valid_char =
+        |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (colon_allowed && c == ':');
+    if name.is_empty() || name.chars().count() > 128 || !name.chars().all(valid_char) {
+        let allowed = if colon_allowed {
+            "[a-zA-Z0-9:_-]"
+        } else {
+            "[a-zA-Z0-9_-]"
+        };
+        return Err(ApiError::invalid(format!(
+            "`{field}` must be 1 to 128 characters of {allowed}, not `{name}`"
+        )));
+    }
+    Ok(())
+}
+
+/// A tag as the API spells it.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tag {
+    /// 1 to 128 characters.
+    #[serde(rename = "Key")]
+    pub key: String,
+    /// 0 to 256 characters.
+    #[serde(rename = "Value", default)]
+    pub value: Option<String>,
+}
+
+/// Checks tags and returns them as pairs.
+pub fn check_tags(field: &str, tags: &[Tag]) -> ApiResult<Vec<(String, String)>> {
+    if tags.len() > 50 {
+        return Err(ApiError::invalid(format!(
+            "`{field}` holds {} tags; at most 50 are allowed",
+            tags.len()
+        )));
+    }
+    tags.iter()
+        .enumerate()
+        .map(|(i, tag)| {
+            let key_ok = (1..=128).contains(&tag.key.chars().count())
+                && tag
+                    .key
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c));
+            if !key_ok {
+                return Err(ApiError::invalid(format!(
+                    "`{field}[{i}].Key` must be 1 to 128 letters, digits, spaces or `_.:/=+-@`"
+                )));
+            }
+            let value = tag.value.clone().unwrap_or_default();
+            if value.chars().count() > 256 {
+                return Err(ApiError::invalid(format!(
+                    "`{field}[{i}].Value` must be at most 256 characters"
+                )));
+            }
+            Ok((tag.key.clone(), value))
+        })
+        .collect()
+}
+
+/// Vigil's own routes: datapoint ingestion over HTTP, engine counters and the simulation.
+pub fn extension_routes() -> Router<ApiState> {
+    Router::new()
+        .route("/vigil/datapoints", post(ingest_datapoints))
+        .route("/vigil/stats", get(stats))
+        .route("/vigil/simulation", get(simulation))
+}
+
+/// One datapoint as `/vigil/datapoints` takes it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DatapointInput {
+    thing_name: String,
+    metric_name: String,
+    #[serde(default)]
+    dimension_name: Option<String>,
+    timestamp: f64,
+    value: MetricValue,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct IngestInput {
+    /// Makes a retried batch count once.
+    #[serde(default)]
+    batch_id: Option<String>,
+    datapoints: Vec<DatapointInput>,
+}
+
+const MAX_DATAPOINTS_PER_BATCH: usize = 10_000;
+
+async fn ingest_datapoints(State(state): State<ApiState>, bytes: Bytes) -> ApiResult<Response> {
+    let input: IngestInput = body(&bytes)?;
+    if input.datapoints.len() > MAX_DATAPOINTS_PER_BATCH {
+        return Err(ApiError::invalid(format!(
+            "`datapoints` holds {} items; send at most {MAX_DATAPOINTS_PER_BATCH} per request",
+            input.datapoints.len()
+        )));
+    }
+    if let Some(id) = &input.batch_id {
+        check_name("batchId", id, false)?;
+    }
+    let datapoints: Vec<Datapoint> = input
+        .datapoints
+        .into_iter()
+        .map(|d| Datapoint {
+            thing_name: d.thing_name,
+            metric: d.metric_name,
+            dimension_name: d.dimension_name,
+            timestamp: (d.timestamp * 1000.0).round() as Timestamp,
+            value: d.value,
+        })
+        .collect();
+    let response = state
+        .call(move |service| {
+            if let Some(id) = &input.batch_id
+                && let Some(stored) = service.store().request_token("vigil-datapoints", id)?
+            {
+                return Ok(stored);
+            }
+            let result = match service
+                .engine()
+                .run(Command::IngestDatapoints { datapoints })?
+            {
+                Reply::Ingested(result) => result,
+                other => return Err(unexpected(other).into()),
+            };
+            let rejected: Vec<_> = result
+                .rejected
+                .iter()
+                .map(|r| serde_json::json!({"index": r.index, "message": r.message}))
+                .collect();
+            let response =
+                serde_json::json!({"accepted": result.accepted, "rejected": rejected}).to_string();
+            if let Some(id) = input.batch_id {
+                service.write(crate::service::Write::RequestToken {
+                    scope: "vigil-datapoints".to_owned(),
+                    token: id,
+                    response: response.clone(),
+                });
+            }
+            Ok(response)
+        })
+        .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        response,
+    )
+        .into_response())
+}
+
+async fn stats(State(state): State<ApiState>) -> ApiResult<Response> {
+    let stats = state
+        .call(|service| {
+            let stats = service.engine().queries().stats()?;
+            let events = service.store().violation_event_count()?;
+            Ok(serde_json::json!({
+                "engine": stats,
+                "storedViolationEvents": events,
+                "eventTime": service.now() as f64 / 1000.0,
+            }))
+        })
+        .await?;
+    Ok(json(stats))
+}
+
+async fn simulation(State(state): State<ApiState>, RawQuery(_): RawQuery) -> ApiResult<Response> {
+    let value = state
+        .call(|service| {
+            let Some((things, attacks)) = service.simulation() else {
+                return Err(ApiError::not_found(
+                    "no simulated fleet; start `vigil serve` with --simulate N",
+                ));
+            };
+            Ok(serde_json::json!({"things": things, "attacks": attacks}))
+        })
+        .await?;
+    Ok(json(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_cut_returns_a_token_until_the_end() {
+        let page = Page {
+            offset: 0,
+            limit: 2,
+        };
+        let (items, next) = page.cut(vec![1, 2, 3]);
+        assert_eq!(items, vec![1, 2]);
+        let next = next.unwrap();
+        let offset: usize = parse_token(&next).unwrap();
+        let (items, next) = Page { offset, limit: 2 }.cut(vec![1, 2, 3]);
+        assert_eq!((items, next), (vec![3], None));
+    }
+
+    #[test]
+    fn a_foreign_token_is_an_invalid_request() {
+        let error = parse_token::<usize>("abc").unwrap_err();
+        assert_eq!(error.kind(), "InvalidRequestException");
+    }
+
+    #[test]
+    fn query_timestamps_accept_iso_8601_and_epoch_seconds() {
+        let query = Query::parse(Some("a=2020-09-22T05%3A42%3A13Z&b=1600753333.5")).unwrap();
+        assert_eq!(query.timestamp("a").unwrap(), Some(1_600_753_333_000));
+        assert_eq!(query.timestamp("b").unwrap(), Some(1_600_753_333_500));
+    }
+
+    #[test]
+    fn a_body_error_names_the_field() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code, reason = "only deserialized")]
+        struct Input {
+            inner: Vec<Inner>,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code, reason = "only deserialized")]
+        struct Inner {
+            count: u64,
+        }
+        let error =
+            body::<Input>(&Bytes::from_static(br#"{"inner":[{"count":"x"}]}"#)).unwrap_err();
+        assert!(
+            error.message.contains("inner[0].count"),
+            "{}",
+            error.message
+        );
+    }
+}
