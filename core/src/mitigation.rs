@@ -219,11 +219,9 @@ impl Mitigation {
         now: Timestamp,
     ) -> Result<DetectMitigationActionsTaskSummary> {
         let task = self.task_mut(task_id)?;
+        // Cancelling a task that already ended changes nothing, as in AWS.
         if task.summary.task_status != TaskStatus::InProgress {
-            return Err(Error::InvalidRequest(format!(
-                "mitigation task `{task_id}` already ended with status {:?}",
-                task.summary.task_status
-            )));
+            return Ok(task.summary.clone());
         }
         for index in 0..task.executions.len() {
             if task.executions[index].status == ExecutionStatus::InProgress {
@@ -334,6 +332,7 @@ impl Task {
         let execution = &mut self.executions[index];
         execution.status = ExecutionStatus::Skipped;
         execution.message = Some(reason);
+        execution.execution_start_date.get_or_insert(now);
         execution.execution_end_date = Some(now);
         self.summary.task_statistics.actions_skipped += 1;
     }

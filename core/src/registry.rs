@@ -24,7 +24,7 @@ impl Target {
     /// `arn:aws:iot:eu-west-1:123456789012:all/things`.
     pub fn parse(arn: &str) -> Result<Self> {
         let resource = arn_resource(arn).ok_or_else(|| {
-            Error::InvalidRequest(format!(
+            target_error(format!(
                 "invalid security profile target `{arn}`: expected \
                  `arn:aws:iot:REGION:ACCOUNT:thinggroup/NAME` or `arn:aws:iot:REGION:ACCOUNT:all/things`"
             ))
@@ -35,13 +35,21 @@ impl Target {
             "all/unregistered-things" => Ok(Target::UnregisteredThings),
             _ => match resource.strip_prefix("thinggroup/") {
                 Some(group) if !group.is_empty() => Ok(Target::Group(group.to_string())),
-                _ => Err(Error::InvalidRequest(format!(
+                _ => Err(target_error(format!(
                     "invalid security profile target `{arn}`: the resource must be \
                      `thinggroup/NAME`, `all/things`, `all/registered-things` or `all/unregistered-things`"
                 ))),
             },
         }
     }
+}
+
+/// A problem with a target ARN, reported on the field that carries it.
+fn target_error(message: String) -> Error {
+    Error::ValidationFailed(vec![crate::ValidationError::new(
+        "securityProfileTargetArn",
+        message,
+    )])
 }
 
 /// Returns the resource part of an IoT ARN (after the fifth colon).

@@ -2,82 +2,22 @@
 //! killed with SIGKILL at random moments and restarted on the same data folder. Every batch the
 //! server acknowledged must be there after the restarts, exactly once.
 
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vigil_host::api::Credentials;
+use common::{Server, test_folder};
 use vigil_host::api::client::{ApiClient, encode};
 
 const KILLS: usize = 20;
 const THING: &str = "crash-thing";
 const FIRST_TIMESTAMP: i64 = 1_796_000_000;
 
-/// A running `vigil serve`, killed with SIGKILL when dropped.
-struct Server {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Server {
-    fn start(data: &Path, credentials: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["serve", "--port", "0", "--data"])
-            .arg(data)
-            .arg("--credentials")
-            .arg(credentials)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("vigil serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line
-            .trim()
-            .trim_end_matches('/')
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Server { child, address }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn client(server: &Server) -> ApiClient {
-    ApiClient::new(
-        server.address,
-        Credentials::new("AKIDCRASHTEST", "crash-test-secret"),
-        "us-east-1",
-    )
-}
-
 /// Creates a profile that retains `aws:num-messages-sent` for every thing.
 fn retain_messages_sent(client: &mut ApiClient) {
     let body = r#"{"behaviors":[{"name":"too-many","metric":"aws:num-messages-sent",
-        "criteria":{"comparisonOperator":"greater-than","value":{"count":1000000},
+        "criteria":{"comparisonOperator":"less-than","value":{"count":1000000},
         "consecutiveDatapointsToAlarm":1,"consecutiveDatapointsToClear":1}}]}"#;
     let created = client
         .send("POST", "/security-profiles/crash-profile", "", body)
@@ -148,17 +88,11 @@ fn stored_timestamps(client: &mut ApiClient) -> Vec<i64> {
 
 #[test]
 fn killed_servers_lose_no_acknowledged_batch_and_duplicate_none() {
-    let dir = temp_dir("crash");
-    let credentials = dir.join("credentials");
-    std::fs::write(
-        &credentials,
-        "[default]\naws_access_key_id = AKIDCRASHTEST\naws_secret_access_key = crash-test-secret\n",
-    )
-    .unwrap();
+    let (dir, credentials) = test_folder("crash");
     let data = dir.join("data");
 
-    let server = Server::start(&data, &credentials);
-    retain_messages_sent(&mut client(&server));
+    let server = Server::start(&data, &credentials, &[]);
+    retain_messages_sent(&mut server.client());
     let mut server = Some(server);
     let mut acknowledged = Vec::new();
     let mut next = 0;
@@ -177,15 +111,15 @@ fn killed_servers_lose_no_acknowledged_batch_and_duplicate_none() {
             })
         };
         acknowledged.extend(ingest_until(
-            &mut client(&running),
+            &mut running.client(),
             &mut next,
             Instant::now() + lifetime + Duration::from_secs(2),
         ));
         killer.join().unwrap();
         running.kill();
-        server = Some(Server::start(&data, &credentials));
+        server = Some(Server::start(&data, &credentials, &[]));
         // The batch in flight at the kill is sent again with the same id: stored once either way.
-        let mut retry = client(server.as_ref().unwrap());
+        let mut retry = server.as_ref().unwrap().client();
         acknowledged.extend(ingest_until(
             &mut retry,
             &mut next,
@@ -193,7 +127,7 @@ fn killed_servers_lose_no_acknowledged_batch_and_duplicate_none() {
         ));
     }
     let server = server.take().unwrap();
-    let mut reader = client(&server);
+    let mut reader = server.client();
     let stored = stored_timestamps(&mut reader);
     let expected: Vec<i64> = (0..next)
         .map(|batch| FIRST_TIMESTAMP + 300 * batch as i64)

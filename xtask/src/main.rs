@@ -14,6 +14,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+mod python;
 mod web;
 
 use web::{build_web, replace_dir};
@@ -77,8 +78,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Runs build, then rustfmt, clippy for the host and guest crates, the tests, and the
-    /// browser demo test and benchmark in headless Chromium.
+    /// Runs build, then rustfmt, clippy for the host and guest crates, the tests, the browser
+    /// demo test and benchmark in headless Chromium, and the AWS CLI and boto3 tests.
     Test,
     /// Runs build, then only the browser demo test and benchmark in headless Chromium.
     TestWeb,
@@ -282,10 +283,13 @@ fn test(workspace: &Workspace) -> anyhow::Result<()> {
         "tests",
         || run(&mut workspace.cargo(&["test", "--release"])),
     )?;
-    browser_step(workspace)
+    browser_step(workspace)?;
+    step("AWS CLI and boto3 against vigil serve", || {
+        python::test_aws_clients(workspace)
+    })
 }
 
-/// Runs the browser demo test and benchmark, the last step of `test`.
+/// Runs the browser demo test and benchmark, for `test` and `test-web`.
 fn browser_step(workspace: &Workspace) -> anyhow::Result<()> {
     step(
         "browser demo test and benchmark (headless Chromium)",

@@ -17,6 +17,8 @@ use super::sigv4::{Credentials, SignedRequest, amz_date, authorization_header};
 pub struct ClientResponse {
     /// HTTP status code.
     pub status: u16,
+    /// The `x-amzn-ErrorType` header of an error response.
+    pub error_type: Option<String>,
     /// The body as text.
     pub body: String,
 }
@@ -105,11 +107,15 @@ impl ApiClient {
             self.connection = Some(BufReader::new(stream));
         }
         let connection = self.connection.as_mut().expect("connected above");
-        connection
-            .get_mut()
-            .write_all(request.as_bytes())
-            .context("failed to send the request")?;
-        let response = read_response(connection);
+        let written = connection.get_mut().write_all(request.as_bytes());
+        // A server may answer and close before reading all of a large body, so read the answer
+        // even when sending failed.
+        let response = read_response(connection).or_else(|error| match written {
+            Err(write_error) => {
+                Err(anyhow::Error::new(write_error).context("failed to send the request"))
+            }
+            Ok(()) => Err(error),
+        });
         if response.is_err() {
             self.connection = None;
         }
@@ -128,6 +134,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> anyhow::Result<ClientResp
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("malformed status line {status_line:?}"))?;
     let mut length = 0_usize;
+    let mut error_type = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
@@ -137,10 +144,12 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> anyhow::Result<ClientResp
         if line.is_empty() {
             break;
         }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().context("malformed content-length")?;
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().context("malformed content-length")?;
+            } else if name.eq_ignore_ascii_case("x-amzn-errortype") {
+                error_type = Some(value.trim().to_owned());
+            }
         }
     }
     let mut body = vec![0; length];
@@ -149,6 +158,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> anyhow::Result<ClientResp
         .context("failed to read the body")?;
     Ok(ClientResponse {
         status,
+        error_type,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use vigil_core::ExecutionFilter;
 use vigil_core::model::{
-    DetectMitigationActionsTaskTarget, MitigationActionParams, MitigationActionType, TaskRequest,
-    ViolationEventOccurrenceRange,
+    DetectMitigationActionsTaskSummary, DetectMitigationActionsTaskTarget, MitigationActionParams,
+    MitigationActionType, TaskRequest, ViolationEventOccurrenceRange,
 };
 
 use super::detect::with_token;
@@ -261,6 +261,26 @@ async fn start_detect_mitigation_actions_task(
     Ok(respond(response))
 }
 
+/// A task summary as AWS shapes it: `actionsDefinition` lists each action as
+/// `{name, id, roleArn, actionParams}`, not as the stored action.
+fn task_summary_json(task: &DetectMitigationActionsTaskSummary) -> ApiResult<Value> {
+    let mut value = serde_json::to_value(task).map_err(anyhow::Error::from)?;
+    let definitions: Vec<Value> = task
+        .actions_definition
+        .iter()
+        .map(|action| {
+            json!({
+                "name": action.action_name,
+                "id": action.action_id,
+                "roleArn": action.role_arn,
+                "actionParams": action.action_params,
+            })
+        })
+        .collect();
+    value["actionsDefinition"] = Value::Array(definitions);
+    Ok(value)
+}
+
 /// Checks a client request token: 1 to 64 characters of `[a-zA-Z0-9-_]`.
 fn check_token(token: &str) -> ApiResult<()> {
     let valid = (1..=64).contains(&token.len())
@@ -288,7 +308,7 @@ async fn describe_detect_mitigation_actions_task(
                 .describe_mitigation_task(&task_id)?)
         })
         .await?;
-    Ok(respond(json!({"taskSummary": task})))
+    Ok(respond(json!({"taskSummary": task_summary_json(&task)?})))
 }
 
 async fn cancel_detect_mitigation_actions_task(
@@ -324,6 +344,10 @@ async fn list_detect_mitigation_actions_tasks(
         })
         .await?;
     let (tasks, next) = page.cut(tasks);
+    let tasks = tasks
+        .iter()
+        .map(task_summary_json)
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(respond(with_token(json!({"tasks": tasks}), next)))
 }
 

@@ -25,6 +25,9 @@ const MAX_CLOCK_SKEW_SECONDS: i64 = 15 * 60;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
+/// Largest body read before answering that a request is too large.
+const DRAIN_LIMIT_BYTES: usize = 16 * MAX_BODY_BYTES;
+
 /// The access key pair requests must be signed with.
 #[derive(Clone)]
 pub struct Credentials {
@@ -164,14 +167,17 @@ pub async fn verify(
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return ApiError::invalid(format!(
-                "the request body is larger than {MAX_BODY_BYTES} bytes"
-            ))
-            .into_response();
-        }
+    // Bodies up to the drain limit are read whole even when too large, so the client receives
+    // the error instead of a connection reset.
+    let too_large = || {
+        ApiError::invalid(format!(
+            "the request body is larger than {MAX_BODY_BYTES} bytes; send smaller requests"
+        ))
+        .into_response()
+    };
+    let bytes = match axum::body::to_bytes(body, DRAIN_LIMIT_BYTES).await {
+        Ok(bytes) if bytes.len() <= MAX_BODY_BYTES => bytes,
+        _ => return too_large(),
     };
     let signed = SignedRequest {
         method: parts.method.as_str(),

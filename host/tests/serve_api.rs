@@ -1,0 +1,372 @@
+//! `vigil serve` as an AWS client meets it: signatures, AWS error types for bad input, nothing
+//! half-written, pagination, and state that survives a restart.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Server, test_folder};
+use vigil_host::api::client::{ApiClient, ClientResponse, encode};
+
+const STATIC_BEHAVIOR: &str = r#"{"name":"many-messages","metric":"aws:num-messages-sent",
+    "criteria":{"comparisonOperator":"less-than","value":{"count":10},
+    "consecutiveDatapointsToAlarm":1,"consecutiveDatapointsToClear":1}}"#;
+
+fn create_profile(client: &mut ApiClient, name: &str) -> ClientResponse {
+    client
+        .send(
+            "POST",
+            &format!("/security-profiles/{name}"),
+            "",
+            &format!(r#"{{"behaviors":[{STATIC_BEHAVIOR}]}}"#),
+        )
+        .unwrap()
+}
+
+/// Asserts an AWS error of `kind` whose message contains `words`.
+fn assert_error(response: &ClientResponse, status: u16, kind: &str, words: &str) {
+    assert_eq!(response.status, status, "{}", response.body);
+    assert_eq!(
+        response.error_type.as_deref(),
+        Some(kind),
+        "{}",
+        response.body
+    );
+    let message = response.json().unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains(words), "`{words}` not in {message:?}");
+}
+
+fn with_server(name: &str, extra: &[&str], test: impl FnOnce(&Server, &mut ApiClient)) {
+    let (dir, credentials) = test_folder(name);
+    let server = Server::start(&dir.join("data"), &credentials, extra);
+    let mut client = server.client();
+    test(&server, &mut client);
+    server.kill();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn raw_request(server: &Server, request: &str) -> String {
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn unsigned_requests_are_refused_as_unrecognized_clients() {
+    with_server("unsigned", &[], |server, _| {
+        let response = raw_request(
+            server,
+            "GET /security-profiles HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        );
+        assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+        assert!(
+            response.contains("x-amzn-errortype: UnrecognizedClientException"),
+            "{response}"
+        );
+    });
+}
+
+#[test]
+fn bad_input_gets_invalid_request_naming_the_field() {
+    with_server("bad-input", &[], |_, client| {
+        let malformed = client
+            .send("POST", "/security-profiles/p", "", "{\"behaviors\": [")
+            .unwrap();
+        assert_error(&malformed, 400, "InvalidRequestException", "not valid JSON");
+
+        let wrong_type = client
+            .send(
+                "POST",
+                "/security-profiles/p",
+                "",
+                r#"{"behaviors":[{"name":"b","metric":"aws:num-messages-sent",
+                    "criteria":{"consecutiveDatapointsToAlarm":"two"}}]}"#,
+            )
+            .unwrap();
+        assert_error(
+            &wrong_type,
+            400,
+            "InvalidRequestException",
+            "behaviors[0].criteria.consecutiveDatapointsToAlarm",
+        );
+
+        let unknown = client
+            .send("POST", "/security-profiles/p", "", r#"{"behaviours":[]}"#)
+            .unwrap();
+        assert_error(&unknown, 400, "InvalidRequestException", "behaviours");
+
+        let out_of_range = client
+            .send("GET", "/security-profiles", "maxResults=0", "")
+            .unwrap();
+        assert_error(&out_of_range, 400, "InvalidRequestException", "maxResults");
+
+        let oversize = client
+            .send(
+                "POST",
+                "/security-profiles/p",
+                "",
+                &" ".repeat(2 * 1024 * 1024),
+            )
+            .unwrap();
+        assert_error(&oversize, 400, "InvalidRequestException", "larger than");
+
+        let missing = client
+            .send("GET", "/violation-events", "endTime=1", "")
+            .unwrap();
+        assert_error(&missing, 400, "InvalidRequestException", "startTime");
+    });
+}
+
+#[test]
+fn a_refused_create_leaves_nothing_behind() {
+    with_server("half-written", &[], |_, client| {
+        let refused = client
+            .send(
+                "POST",
+                "/security-profiles/tagged",
+                "",
+                &format!(
+                    r#"{{"behaviors":[{STATIC_BEHAVIOR}],"tags":[{{"Key":"","Value":"v"}}]}}"#
+                ),
+            )
+            .unwrap();
+        assert_error(&refused, 400, "InvalidRequestException", "tags[0].Key");
+        let described = client
+            .send("GET", "/security-profiles/tagged", "", "")
+            .unwrap();
+        assert_error(&described, 404, "ResourceNotFoundException", "tagged");
+    });
+}
+
+#[test]
+fn conflicts_and_limits_have_their_aws_error_types() {
+    with_server("conflicts", &[], |_, client| {
+        assert_eq!(create_profile(client, "p0").status, 200);
+        let again = create_profile(client, "p0");
+        assert_error(&again, 409, "ResourceAlreadyExistsException", "p0");
+        assert!(
+            again.json().unwrap()["resourceArn"]
+                .as_str()
+                .unwrap()
+                .ends_with(":securityprofile/p0")
+        );
+
+        let stale = client
+            .send(
+                "PATCH",
+                "/security-profiles/p0",
+                "expectedVersion=7",
+                r#"{"securityProfileDescription":"new"}"#,
+            )
+            .unwrap();
+        assert_error(&stale, 409, "VersionConflictException", "version");
+
+        let target = encode("arn:aws:iot:us-east-1:123456789012:all/things");
+        for n in 0..6 {
+            let name = format!("p{n}");
+            if n > 0 {
+                assert_eq!(create_profile(client, &name).status, 200);
+            }
+            let attached = client
+                .send(
+                    "PUT",
+                    &format!("/security-profiles/{name}/targets"),
+                    &format!("securityProfileTargetArn={target}"),
+                    "",
+                )
+                .unwrap();
+            if n < 5 {
+                assert_eq!(attached.status, 200, "{}", attached.body);
+            } else {
+                assert_error(&attached, 410, "LimitExceededException", "maximum");
+            }
+        }
+    });
+}
+
+#[test]
+fn list_pages_chain_through_every_item() {
+    with_server("pages", &[], |_, client| {
+        for n in 0..5 {
+            assert_eq!(create_profile(client, &format!("page-{n}")).status, 200);
+        }
+        let mut names = Vec::new();
+        let mut query = "maxResults=2".to_owned();
+        loop {
+            let page = client
+                .send("GET", "/security-profiles", &query, "")
+                .unwrap()
+                .json()
+                .unwrap();
+            let identifiers = page["securityProfileIdentifiers"].as_array().unwrap();
+            assert!(identifiers.len() <= 2);
+            names.extend(
+                identifiers
+                    .iter()
+                    .map(|i| i["name"].as_str().unwrap().to_owned()),
+            );
+            match page["nextToken"].as_str() {
+                Some(token) => query = format!("maxResults=2&nextToken={}", encode(token)),
+                None => break,
+            }
+        }
+        assert_eq!(names, ["page-0", "page-1", "page-2", "page-3", "page-4"]);
+    });
+}
+
+#[test]
+fn a_static_violation_is_listed_and_kept_across_a_restart() {
+    let (dir, credentials) = test_folder("restart");
+    let data = dir.join("data");
+    let server = Server::start(&data, &credentials, &[]);
+    let mut client = server.client();
+    assert_eq!(create_profile(&mut client, "watch").status, 200);
+    let target = encode("arn:aws:iot:us-east-1:123456789012:all/things");
+    client
+        .send(
+            "PUT",
+            "/security-profiles/watch/targets",
+            &format!("securityProfileTargetArn={target}"),
+            "",
+        )
+        .unwrap();
+    // A recent datapoint: alarms of things silent for two days are invalidated.
+    let timestamp = vigil_host::service::wall_clock_ms() / 1000 - 600;
+    let ingested = client
+        .send(
+            "POST",
+            "/vigil/datapoints",
+            "",
+            &format!(
+                r#"{{"datapoints":[{{"thingName":"lamp-1","metricName":"aws:num-messages-sent",
+                "timestamp":{timestamp},"value":{{"count":500}}}}]}}"#
+            ),
+        )
+        .unwrap();
+    assert_eq!(ingested.json().unwrap()["accepted"], 1, "{}", ingested.body);
+    let active = |client: &mut ApiClient| {
+        client
+            .send("GET", "/active-violations", "securityProfileName=watch", "")
+            .unwrap()
+            .json()
+            .unwrap()["activeViolations"]
+            .clone()
+    };
+    let before = active(&mut client);
+    assert_eq!(before[0]["thingName"], "lamp-1", "{before}");
+    assert_eq!(before[0]["lastViolationValue"]["count"], 500, "{before}");
+    server.kill();
+
+    let server = Server::start(&data, &credentials, &[]);
+    let mut client = server.client();
+    assert_eq!(active(&mut client), before);
+    let events = client
+        .send(
+            "GET",
+            "/violation-events",
+            &format!("startTime={}&endTime={}", timestamp - 60, timestamp + 60),
+            "",
+        )
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        events["violationEvents"][0]["violationEventType"],
+        "in-alarm"
+    );
+    let metrics = client.send("GET", "/metrics", "", "").unwrap();
+    assert!(
+        metrics.body.contains("vigil_http_requests_total"),
+        "{}",
+        metrics.body
+    );
+    server.kill();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn ml_training_resumes_after_a_restart_instead_of_starting_over() {
+    let (dir, credentials) = test_folder("training");
+    let data = dir.join("data");
+    let args = [
+        "--simulate",
+        "16",
+        "--time-scale",
+        "20000",
+        "--ml-min-datapoints",
+        "100",
+    ];
+    let server = Server::start(&data, &credentials, &args);
+    let mut client = server.client();
+    let created = client
+        .send(
+            "POST",
+            "/security-profiles/ml",
+            "",
+            r#"{"behaviors":[{"name":"sent","metric":"aws:num-messages-sent",
+                "criteria":{"mlDetectionConfig":{"confidenceLevel":"HIGH"}}}]}"#,
+        )
+        .unwrap();
+    assert_eq!(created.status, 200, "{}", created.body);
+    let target = encode("arn:aws:iot:us-east-1:123456789012:all/things");
+    client
+        .send(
+            "PUT",
+            "/security-profiles/ml/targets",
+            &format!("securityProfileTargetArn={target}"),
+            "",
+        )
+        .unwrap();
+    let summary = |client: &mut ApiClient| {
+        client
+            .send(
+                "GET",
+                "/behavior-model-training/summaries",
+                "securityProfileName=ml",
+                "",
+            )
+            .unwrap()
+            .json()
+            .unwrap()["summaries"][0]
+            .clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        let summary = summary(&mut client);
+        if summary["datapointsCollectionPercentage"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 20.0
+        {
+            break summary;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "training did not progress: {summary}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    server.kill();
+
+    let server = Server::start(&data, &credentials, &args);
+    let mut client = server.client();
+    let after = summary(&mut client);
+    assert_eq!(
+        after["trainingDataCollectionStartDate"], before["trainingDataCollectionStartDate"],
+        "{after}"
+    );
+    assert!(
+        after["datapointsCollectionPercentage"].as_f64()
+            >= before["datapointsCollectionPercentage"].as_f64(),
+        "{before} then {after}"
+    );
+    server.kill();
+    std::fs::remove_dir_all(dir).unwrap();
+}
