@@ -17,7 +17,12 @@
 //! Each confidence level is a cut-off on `z`; the expected range reported with an alarm is the
 //! mean plus and minus that cut-off, mapped back to the metric's own scale.
 //!
-//! State is a fixed 25 moment triples (about 300 bytes), independent of how long a thing lives.
+//! A model that learns every datapoint can also rate a datapoint by its surprise: the largest of
+//! the seasonal `z`, a shift of the recent level (an EWMA control chart) and an excursion beyond
+//! the range learned so far.
+//!
+//! State is a fixed 27 moment triples plus the learned range (about 350 bytes), independent of
+//! how long a thing lives.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +37,17 @@ const HOUR_ALPHA_FLOOR: f64 = 1.0 / 168.0;
 const DAY_ALPHA_FLOOR: f64 = 1.0 / 4032.0;
 /// An hour bucket is trusted fully once it has this many samples (two weeks at one per hour).
 const HOUR_FULL_WEIGHT_SAMPLES: f64 = 14.0;
+/// Smoothing of the recent level: about an hour of 5-minute datapoints.
+const RECENT_ALPHA: f64 = 1.0 / 12.0;
+/// The level-shift evidence needs this many learned shifts before it counts.
+const SHIFT_MIN_SAMPLES: u32 = 10;
+/// The learned range is trusted once this many datapoints have been learned.
+const RANGE_MIN_SAMPLES: u32 = 100;
+/// A value beyond either end of the learned range by more than this share of the range is out
+/// of range.
+const RANGE_MARGIN: f64 = 0.02;
+/// The `z` given to a value out of the learned range: beyond every confidence level's cut-off.
+const OUT_OF_RANGE_Z: f64 = 30.0;
 
 /// Cut-offs on `z` for each confidence level; `High` is the least sensitive.
 pub fn z_cutoff(level: ConfidenceLevel) -> f64 {
@@ -126,6 +142,12 @@ pub struct SeasonalModel {
     scale: Scale,
     hours: [Moments; HOURS_PER_DAY],
     day: Moments,
+    /// Recent level: the mean of about the last hour.
+    #[serde(default)]
+    recent: Moments,
+    /// How far the recent level usually sits from the whole-day mean.
+    #[serde(default)]
+    shift: Moments,
     /// Smallest and largest transformed value seen, which set the noise floor of real numbers.
     low: f64,
     high: f64,
@@ -138,6 +160,8 @@ impl SeasonalModel {
             scale,
             hours: [Moments::default(); HOURS_PER_DAY],
             day: Moments::default(),
+            recent: Moments::default(),
+            shift: Moments::default(),
             low: f64::INFINITY,
             high: f64::NEG_INFINITY,
         }
@@ -154,7 +178,12 @@ impl SeasonalModel {
         self.low = self.low.min(y);
         self.high = self.high.max(y);
         self.hours[hour_of_day(timestamp)].update(y, HOUR_ALPHA_FLOOR);
+        self.recent.update(y, RECENT_ALPHA);
         self.day.update(y, DAY_ALPHA_FLOOR);
+        if self.day.samples > 2 {
+            self.shift
+                .update(self.recent.mean - self.day.mean, DAY_ALPHA_FLOOR);
+        }
     }
 
     /// What the model expects at `timestamp`, blending the hour with the whole day while the hour
@@ -186,6 +215,46 @@ impl SeasonalModel {
         Score {
             z,
             anomaly_score: squash(z),
+        }
+    }
+
+    /// Returns the strongest of three kinds of evidence against `value` at `timestamp`, each in
+    /// standard deviations:
+    /// - the seasonal `z` of [`Self::score`];
+    /// - a level shift: how far the recent level, with `value` added, sits from the whole-day
+    ///   mean, compared with how far it usually sits;
+    /// - a range excursion: a value beyond the range learned so far scores `OUT_OF_RANGE_Z` (30).
+    ///
+    /// Because the recent level follows the stream, this score suits a model that learns every
+    /// datapoint, not a copy frozen at a refresh.
+    pub fn surprise(&self, timestamp: Timestamp, value: f64) -> f64 {
+        let y = self.scale.forward(value);
+        let seasonal = self.score(timestamp, value).z;
+        seasonal.max(self.shift_z(y)).max(self.range_z(y))
+    }
+
+    fn shift_z(&self, y: f64) -> f64 {
+        if self.shift.samples <= SHIFT_MIN_SAMPLES {
+            return 0.0;
+        }
+        let recent = self.recent.mean + RECENT_ALPHA * (y - self.recent.mean);
+        let sigma = self
+            .shift
+            .variance
+            .sqrt()
+            .max(self.scale.noise_floor(self.range()));
+        (recent - self.day.mean - self.shift.mean).abs() / sigma
+    }
+
+    fn range_z(&self, y: f64) -> f64 {
+        if self.day.samples <= RANGE_MIN_SAMPLES {
+            return 0.0;
+        }
+        let margin = RANGE_MARGIN * self.range();
+        if y > self.high + margin || y < self.low - margin {
+            OUT_OF_RANGE_Z
+        } else {
+            0.0
         }
     }
 
@@ -287,6 +356,34 @@ mod tests {
         assert!(explanation.expected_low <= 5.0);
         assert!(explanation.expected_high >= 5.0);
         assert_eq!(explanation.observed, 5.0);
+    }
+
+    #[test]
+    fn surprise_flags_value_beyond_range() {
+        let model = trained_on_daily_pattern(14);
+        let evening = 14 * DAY_MS + 20 * HOUR;
+        assert_eq!(model.surprise(evening, 400.0), OUT_OF_RANGE_Z);
+        assert!(model.surprise(evening, 100.0) < z_cutoff(ConfidenceLevel::Low));
+    }
+
+    #[test]
+    fn surprise_flags_sustained_shift() {
+        let mut model = SeasonalModel::new(Scale::Real);
+        for i in 0..14 * 288 {
+            model.learn(i * PERIOD, 10.0 + 10.0 * noise(i));
+        }
+        let start = 14 * DAY_MS;
+        for i in 0..24 {
+            model.learn(start + i * PERIOD, 18.0);
+        }
+        let now = start + 24 * PERIOD;
+        let seasonal = model.score(now, 18.0).z;
+        let surprise = model.surprise(now, 18.0);
+        assert!(seasonal < 2.0, "seasonal z {seasonal}");
+        assert!(
+            surprise > z_cutoff(ConfidenceLevel::Low),
+            "surprise {surprise}"
+        );
     }
 
     #[test]
