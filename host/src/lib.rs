@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_api;
 pub mod bench_fleet;
 pub mod bindings;
 pub mod demo;

@@ -40,6 +40,9 @@ enum Command {
     /// Measure ML attack recall, precision and false alarms on simulated fleets, per confidence
     /// level.
     BenchFleet(vigil_host::bench_fleet::BenchFleetArgs),
+    /// Measure requests per second and latency of the AWS API with many stored profiles and
+    /// violation events.
+    BenchApi(vigil_host::bench_api::BenchApiArgs),
     /// Run the ML detector over a Numenta Anomaly Benchmark corpus and score it with NAB's rules.
     Nab(vigil_host::nab::NabArgs),
     /// Score stored detector results in NAB's layout with NAB's rules.
@@ -154,6 +157,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => vigil_host::bench::run(&args, &core()?, &mut stdout)?,
         Command::BenchFleet(args) => {
             vigil_host::bench_fleet::run(&args, &mut stdout)?;
+        }
+        Command::BenchApi(args) => {
+            vigil_host::bench_api::run(&args, &core()?, &mut stdout)?;
         }
         Command::Nab(args) => vigil_host::nab::run(&args, &mut stdout)?,
         Command::NabScore(args) => vigil_host::nab::run_score(&args, &mut stdout)?,

@@ -110,11 +110,11 @@ impl ApiClient {
         let written = connection.get_mut().write_all(request.as_bytes());
         // A server may answer and close before reading all of a large body, so read the answer
         // even when sending failed.
-        let response = read_response(connection).or_else(|error| match written {
+        let response = read_response(connection).map_err(|error| match written {
             Err(write_error) => {
-                Err(anyhow::Error::new(write_error).context("failed to send the request"))
+                anyhow::Error::new(write_error).context("failed to send the request")
             }
-            Ok(()) => Err(error),
+            Ok(()) => error,
         });
         if response.is_err() {
             self.connection = None;
