@@ -1,8 +1,8 @@
 //! Durable storage of `vigil serve` in one SQLite database (WAL, `synchronous=FULL`).
 //!
-//! The engine's state is an rmp-serde snapshot plus a journal of the commands applied since it;
-//! replaying the journal on the snapshot rebuilds the engine exactly, because the core is
-//! deterministic. Next to them live the rows the API lists without asking the engine: violation
+//! The engine's state is an rmp-serde snapshot plus a journal of the commands applied since it.
+//! Because the core is deterministic, replaying the journal on the snapshot rebuilds the engine
+//! exactly. Next to them live the rows the API lists without asking the engine: violation
 //! events, retained metric values, tags, thing and group metadata and idempotency tokens. One
 //! request commits its journal entries and its rows in one transaction, so a crash leaves
 //! either all of a request or none of it.
