@@ -161,7 +161,51 @@ pub enum Reply {
     Pending(Option<PendingExecution>),
 }
 
+/// Defines `Reply` methods that return the value of one variant, or an error for any other.
+macro_rules! reply_accessors {
+    ($($(#[$doc:meta])* $method:ident => $variant:ident($value:ty)),* $(,)?) => {
+        impl Reply {
+            $(
+                $(#[$doc])*
+                pub fn $method(self) -> anyhow::Result<$value> {
+                    match self {
+                        Reply::$variant(value) => Ok(value),
+                        other => Err(unexpected(other)),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+reply_accessors! {
+    /// The stored profile of a create.
+    profile => Profile(StoredSecurityProfile),
+    /// The ARN of a created thing group.
+    group_arn => GroupArn(String),
+    /// The result of ingesting a batch.
+    ingested => Ingested(IngestResult),
+    /// A created or updated mitigation action.
+    action => Action(MitigationAction),
+    /// A created or updated custom metric.
+    custom_metric => CustomMetric(CustomMetric),
+    /// A created or updated dimension.
+    dimension => Dimension(Dimension),
+    /// A task after a change.
+    task => Task(DetectMitigationActionsTaskSummary),
+    /// The next execution of a task, if any.
+    pending => Pending(Option<PendingExecution>),
+}
+
 impl Reply {
+    /// The stored profile of an update.
+    pub fn updated_profile(self) -> anyhow::Result<StoredSecurityProfile> {
+        match self {
+            Reply::ProfileAndEvents(stored, _) => Ok(stored),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Violation events the command caused.
     fn events(&self) -> &[ViolationEvent] {
         match self {
@@ -387,13 +431,11 @@ impl crate::mitigate::TaskEngine for Journaled {
         task_id: &str,
         now: Timestamp,
     ) -> anyhow::Result<Option<PendingExecution>> {
-        match self.run(Command::NextPendingExecution {
+        self.run(Command::NextPendingExecution {
             task_id: task_id.to_owned(),
             now,
-        })? {
-            Reply::Pending(pending) => Ok(pending),
-            other => Err(unexpected(other)),
-        }
+        })?
+        .pending()
     }
 
     fn record_execution_outcome(
@@ -404,16 +446,14 @@ impl crate::mitigate::TaskEngine for Journaled {
         outcome: ExecutionOutcome,
         now: Timestamp,
     ) -> anyhow::Result<DetectMitigationActionsTaskSummary> {
-        match self.run(Command::RecordExecutionOutcome {
+        self.run(Command::RecordExecutionOutcome {
             task_id: task_id.to_owned(),
             violation_id: violation_id.to_owned(),
             action_name: action_name.to_owned(),
             outcome,
             now,
-        })? {
-            Reply::Task(task) => Ok(task),
-            other => Err(unexpected(other)),
-        }
+        })?
+        .task()
     }
 
     fn describe_mitigation_task(

@@ -18,7 +18,7 @@ use vigil_core::violations::ViolationFilter;
 
 use super::wire::{self, Query, Tag, body, empty, json as respond};
 use super::{ApiError, ApiResult, ApiState};
-use crate::journal::{Command, Reply, unexpected};
+use crate::journal::Command;
 use crate::service::{Service, Write};
 use crate::store::EventQuery;
 
@@ -153,13 +153,11 @@ async fn create_security_profile(
     let stored = state
         .call(move |service| {
             let now = service.now();
-            let reply = service
+            let stored = service
                 .engine()
                 .run(Command::CreateSecurityProfile { profile, now })
-                .map_err(|error| with_existing_arn(service, error, &name))?;
-            let Reply::Profile(stored) = reply else {
-                return Err(unexpected(reply).into());
-            };
+                .map_err(|error| with_existing_arn(service, error, &name))?
+                .profile()?;
             if !tags.is_empty() {
                 service.write(Write::Tags(stored.arn.clone(), tags));
             }
@@ -276,14 +274,14 @@ async fn update_security_profile(
                 .unwrap_or_default();
             let profile = updated_profile(current.profile, &input, &mut extras);
             let now = service.now();
-            let reply = service.engine().run(Command::UpdateSecurityProfile {
-                profile,
-                expected_version: expected,
-                now,
-            })?;
-            let Reply::ProfileAndEvents(stored, _) = reply else {
-                return Err(unexpected(reply).into());
-            };
+            let stored = service
+                .engine()
+                .run(Command::UpdateSecurityProfile {
+                    profile,
+                    expected_version: expected,
+                    now,
+                })?
+                .updated_profile()?;
             service.write(Write::ProfileExtras(name, extras.to_value()));
             // The extras are written in this request's commit, so merge them here.
             let mut value = serde_json::to_value(&stored).map_err(anyhow::Error::from)?;
@@ -440,12 +438,7 @@ async fn attach_security_profile(
     let query = Query::parse(raw.as_deref())?;
     let target_arn = query.required("securityProfileTargetArn")?.to_owned();
     state
-        .call(move |service| {
-            service
-                .engine()
-                .run(Command::AttachSecurityProfile { name, target_arn })?;
-            Ok(())
-        })
+        .run(move |_| Command::AttachSecurityProfile { name, target_arn })
         .await?;
     Ok(empty())
 }
@@ -458,14 +451,10 @@ async fn detach_security_profile(
     let query = Query::parse(raw.as_deref())?;
     let target_arn = query.required("securityProfileTargetArn")?.to_owned();
     state
-        .call(move |service| {
-            let now = service.now();
-            service.engine().run(Command::DetachSecurityProfile {
-                name,
-                target_arn,
-                now,
-            })?;
-            Ok(())
+        .run(move |now| Command::DetachSecurityProfile {
+            name,
+            target_arn,
+            now,
         })
         .await?;
     Ok(empty())

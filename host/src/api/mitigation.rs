@@ -17,7 +17,7 @@ use vigil_core::model::{
 use super::detect::with_token;
 use super::wire::{self, Query, Tag, body, empty, json as respond};
 use super::{ApiError, ApiResult, ApiState};
-use crate::journal::{Command, Reply, unexpected};
+use crate::journal::Command;
 use crate::service::{self, Write};
 
 /// The routes of this module.
@@ -68,7 +68,7 @@ async fn create_mitigation_action(
         .call(move |service| {
             let now = service.now();
             let action_id = crate::ids::uuid_from(&["mitigation-action", &name, &now.to_string()]);
-            let reply = service
+            let action = service
                 .engine()
                 .run(Command::CreateMitigationAction {
                     name: name.clone(),
@@ -87,10 +87,8 @@ async fn create_mitigation_action(
                     } else {
                         error
                     }
-                })?;
-            let Reply::Action(action) = reply else {
-                return Err(unexpected(reply).into());
-            };
+                })?
+                .action()?;
             if !tags.is_empty() {
                 service.write(Write::Tags(action.action_arn.clone(), tags));
             }
@@ -132,20 +130,14 @@ async fn update_mitigation_action(
 ) -> ApiResult<Response> {
     let input: UpdateActionInput = body(&bytes)?;
     let action = state
-        .call(move |service| {
-            let now = service.now();
-            let reply = service.engine().run(Command::UpdateMitigationAction {
-                name,
-                role_arn: input.role_arn,
-                params: input.action_params,
-                now,
-            })?;
-            let Reply::Action(action) = reply else {
-                return Err(unexpected(reply).into());
-            };
-            Ok(action)
+        .run(move |now| Command::UpdateMitigationAction {
+            name,
+            role_arn: input.role_arn,
+            params: input.action_params,
+            now,
         })
-        .await?;
+        .await?
+        .action()?;
     Ok(respond(json!({
         "actionArn": action.action_arn,
         "actionId": action.action_id,
@@ -316,13 +308,7 @@ async fn cancel_detect_mitigation_actions_task(
     Path(task_id): Path<String>,
 ) -> ApiResult<Response> {
     state
-        .call(move |service| {
-            let now = service.now();
-            service
-                .engine()
-                .run(Command::CancelMitigationTask { task_id, now })?;
-            Ok(())
-        })
+        .run(move |now| Command::CancelMitigationTask { task_id, now })
         .await?;
     Ok(empty())
 }

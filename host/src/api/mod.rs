@@ -24,6 +24,9 @@ use axum::response::{IntoResponse, Response};
 pub use metrics::{Metrics, render as render_metrics, track as track_metrics};
 pub use sigv4::Credentials;
 
+use vigil_core::model::Timestamp;
+
+use crate::journal::{Command, Reply};
 use crate::service::Service;
 
 /// Largest request body accepted, in bytes.
@@ -64,6 +67,18 @@ impl ApiState {
         })
         .await
         .map_err(|error| ApiError::internal(format!("the request task failed: {error}")))?
+    }
+
+    /// Applies the command that `make` builds for the current event time, and commits it.
+    pub async fn run(
+        &self,
+        make: impl FnOnce(Timestamp) -> Command + Send + 'static,
+    ) -> Result<Reply, ApiError> {
+        self.call(move |service| {
+            let now = service.now();
+            Ok(service.engine().run(make(now))?)
+        })
+        .await
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::detect::with_token;
 use super::wire::{self, Query, Tag, body, empty, json as respond};
 use super::{ApiError, ApiResult, ApiState};
-use crate::journal::{Command, Reply, unexpected};
+use crate::journal::Command;
 use crate::service::{Service, Write};
 use crate::store::ThingGroupRecord;
 
@@ -146,12 +146,12 @@ async fn create_thing_group(
     let (arn, group_id) = state
         .call(move |service| {
             let now = service.now();
-            let reply = service.engine().run(Command::CreateThingGroup {
-                name: group.clone(),
-            })?;
-            let Reply::GroupArn(arn) = reply else {
-                return Err(unexpected(reply).into());
-            };
+            let arn = service
+                .engine()
+                .run(Command::CreateThingGroup {
+                    name: group.clone(),
+                })?
+                .group_arn()?;
             let record = ThingGroupRecord {
                 group_id: crate::ids::uuid_from(&["thing-group", &group, &now.to_string()]),
                 description,
@@ -279,12 +279,7 @@ async fn add_thing_to_thing_group(
     let _ = input.override_dynamic_groups;
     let (thing, group) = input.names()?;
     state
-        .call(move |service| {
-            service
-                .engine()
-                .run(Command::AddThingToThingGroup { thing, group })?;
-            Ok(())
-        })
+        .run(move |_| Command::AddThingToThingGroup { thing, group })
         .await?;
     Ok(empty())
 }
@@ -296,12 +291,7 @@ async fn remove_thing_from_thing_group(
     let input: MembershipInput = body(&bytes)?;
     let (thing, group) = input.names()?;
     state
-        .call(move |service| {
-            service
-                .engine()
-                .run(Command::RemoveThingFromThingGroup { thing, group })?;
-            Ok(())
-        })
+        .run(move |_| Command::RemoveThingFromThingGroup { thing, group })
         .await?;
     Ok(empty())
 }

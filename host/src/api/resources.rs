@@ -12,7 +12,7 @@ use vigil_core::model::{CustomMetricType, DimensionType};
 use super::detect::with_token;
 use super::wire::{self, Query, Tag, body, empty, json as respond};
 use super::{ApiError, ApiResult, ApiState};
-use crate::journal::{Command, Reply, unexpected};
+use crate::journal::Command;
 use crate::service::{Service, Write};
 
 /// The routes of this module.
@@ -104,15 +104,15 @@ async fn create_custom_metric(
                 token.as_deref(),
                 |service| {
                     let now = service.now();
-                    let reply = service.engine().run(Command::CreateCustomMetric {
-                        name,
-                        metric_type: input.metric_type,
-                        display_name: input.display_name,
-                        now,
-                    })?;
-                    let Reply::CustomMetric(metric) = reply else {
-                        return Err(unexpected(reply).into());
-                    };
+                    let metric = service
+                        .engine()
+                        .run(Command::CreateCustomMetric {
+                            name,
+                            metric_type: input.metric_type,
+                            display_name: input.display_name,
+                            now,
+                        })?
+                        .custom_metric()?;
                     if !tags.is_empty() {
                         service.write(Write::Tags(metric.metric_arn.clone(), tags));
                     }
@@ -147,19 +147,13 @@ async fn update_custom_metric(
 ) -> ApiResult<Response> {
     let input: UpdateCustomMetricInput = body(&bytes)?;
     let metric = state
-        .call(move |service| {
-            let now = service.now();
-            let reply = service.engine().run(Command::UpdateCustomMetric {
-                name,
-                display_name: input.display_name,
-                now,
-            })?;
-            let Reply::CustomMetric(metric) = reply else {
-                return Err(unexpected(reply).into());
-            };
-            Ok(metric)
+        .run(move |now| Command::UpdateCustomMetric {
+            name,
+            display_name: input.display_name,
+            now,
         })
-        .await?;
+        .await?
+        .custom_metric()?;
     Ok(respond(metric))
 }
 
@@ -218,14 +212,14 @@ async fn create_dimension(
         .call(move |service| {
             idempotent(service, "create-dimension", token.as_deref(), |service| {
                 let now = service.now();
-                let reply = service.engine().run(Command::CreateDimension {
-                    name,
-                    string_values: input.string_values,
-                    now,
-                })?;
-                let Reply::Dimension(dimension) = reply else {
-                    return Err(unexpected(reply).into());
-                };
+                let dimension = service
+                    .engine()
+                    .run(Command::CreateDimension {
+                        name,
+                        string_values: input.string_values,
+                        now,
+                    })?
+                    .dimension()?;
                 if !tags.is_empty() {
                     service.write(Write::Tags(dimension.arn.clone(), tags));
                 }
@@ -259,19 +253,13 @@ async fn update_dimension(
 ) -> ApiResult<Response> {
     let input: UpdateDimensionInput = body(&bytes)?;
     let dimension = state
-        .call(move |service| {
-            let now = service.now();
-            let reply = service.engine().run(Command::UpdateDimension {
-                name,
-                string_values: input.string_values,
-                now,
-            })?;
-            let Reply::Dimension(dimension) = reply else {
-                return Err(unexpected(reply).into());
-            };
-            Ok(dimension)
+        .run(move |now| Command::UpdateDimension {
+            name,
+            string_values: input.string_values,
+            now,
         })
-        .await?;
+        .await?
+        .dimension()?;
     Ok(respond(dimension))
 }
 

@@ -14,7 +14,7 @@ use vigil_core::ingest::Datapoint;
 use vigil_core::model::{MetricValue, Timestamp};
 
 use super::{ApiError, ApiResult, ApiState};
-use crate::journal::{Command, Reply, unexpected};
+use crate::journal::Command;
 use crate::output::parse_datetime;
 
 /// Parses a JSON body into `T`; an empty body counts as `{}`. Errors name the field.
@@ -340,13 +340,10 @@ async fn ingest_datapoints(State(state): State<ApiState>, bytes: Bytes) -> ApiRe
             {
                 return Ok(stored);
             }
-            let result = match service
+            let result = service
                 .engine()
                 .run(Command::IngestDatapoints { datapoints })?
-            {
-                Reply::Ingested(result) => result,
-                other => return Err(unexpected(other).into()),
-            };
+                .ingested()?;
             let rejected: Vec<_> = result
                 .rejected
                 .iter()
