@@ -10,6 +10,7 @@ pub mod engine;
 pub mod ids;
 pub mod journal;
 pub mod mitigate;
+pub mod mqtt;
 pub mod nab;
 pub mod output;
 pub mod plugins;

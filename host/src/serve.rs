@@ -76,6 +76,9 @@ pub struct ServeArgs {
     /// target/web-demo of the source tree); without one, /demo/ is not served.
     #[arg(long, value_name = "DIR")]
     pub demo_dir: Option<PathBuf>,
+    /// The MQTT broker.
+    #[command(flatten)]
+    pub mqtt: crate::mqtt::MqttArgs,
 }
 
 /// Serves until the process is interrupted. The first line on `out` is
@@ -107,8 +110,17 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
         let local = listener
             .local_addr()
             .context("failed to read the listening address")?;
+        let broker_options = crate::mqtt::BrokerOptions::from_args(
+            &args.mqtt,
+            args.bind,
+            args.port,
+            &args.data,
+            args.time_scale,
+        );
+        let broker = crate::mqtt::start(&broker_options, state.clone()).await?;
         // One write, so a reader that stops after the first line cannot make a later line fail.
-        out.write_all(banner(local, &credentials, demo_dir.is_some()).as_bytes())?;
+        let banner = banner(local, &credentials, demo_dir.is_some(), broker.address);
+        out.write_all(banner.as_bytes())?;
         out.flush().context("failed to write to stdout")?;
         tracing::info!(%local, "serving");
 
@@ -124,7 +136,7 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
 }
 
 /// The lines printed at start; the first names the address.
-fn banner(local: SocketAddr, credentials: &Credentials, demo: bool) -> String {
+fn banner(local: SocketAddr, credentials: &Credentials, demo: bool, mqtt: SocketAddr) -> String {
     let mut text = format!(
         "vigil serve: listening on http://{local}/\n  AWS API:     --endpoint-url http://{local}\n  \
          credentials: access key id {}\n",
@@ -134,6 +146,7 @@ fn banner(local: SocketAddr, credentials: &Credentials, demo: bool) -> String {
         text.push_str(&format!("  demo:        http://{local}{DEMO_PATH}\n"));
     }
     text.push_str(&format!("  metrics:     http://{local}/metrics\n"));
+    text.push_str(&format!("vigil serve: mqtt on {mqtt}\n"));
     text
 }
 

@@ -256,8 +256,11 @@ impl Store {
             "SELECT id, event FROM violation_events \
              WHERE id > ? AND +event_time >= ? AND +event_time <= ?",
         );
-        let mut values: Vec<rusqlite::types::Value> =
-            vec![after_id.into(), query.start_time.into(), query.end_time.into()];
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            after_id.into(),
+            query.start_time.into(),
+            query.end_time.into(),
+        ];
         let mut filter = |column: &str, value: Option<String>| {
             if let Some(value) = value {
                 sql.push_str(&format!(" AND {column} = ?"));

@@ -14,6 +14,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+mod mqtt;
 mod python;
 mod web;
 
@@ -286,6 +287,9 @@ fn test(workspace: &Workspace) -> anyhow::Result<()> {
     browser_step(workspace)?;
     step("AWS CLI and boto3 against vigil serve", || {
         python::test_aws_clients(workspace)
+    })?;
+    step("MQTT clients against vigil serve", || {
+        mqtt::test_mqtt_clients(workspace)
     })
 }
 

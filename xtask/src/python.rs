@@ -1,7 +1,8 @@
-//! The AWS client tests: the real AWS CLI and boto3 against `vigil serve`, from `tests/aws/`.
+//! Python test suites against `vigil serve`: the real AWS CLI and boto3 from `tests/aws/`, and
+//! the MQTT clients of `tests/mqtt/` (see `mqtt.rs`).
 //!
-//! The clients come from PyPI into a virtual environment in `target/venv`, at the exact versions
-//! pinned by `tests/aws/requirements.txt`. A stamp file in the environment records the
+//! Each suite's clients come from PyPI into its own virtual environment in `target/`, at the
+//! exact versions its `requirements.txt` pins. A stamp file in the environment records the
 //! requirements it was built from, so it is reused until that file changes.
 
 use std::fs;
@@ -24,24 +25,39 @@ const STAMP: &str = "vigil-requirements.txt";
 /// Runs the guide and boto3 tests against the release `vigil` with the virtual environment's
 /// Python, creating the environment first if needed.
 pub fn test_aws_clients(workspace: &Workspace) -> anyhow::Result<()> {
-    let python = ensure_venv(workspace)?;
-
-    heading(&format!("run the AWS CLI and boto3 tests ({RUNNER})"));
-    let mut runner = Command::new(python);
-    runner
-        .arg(RUNNER)
-        .current_dir(&workspace.root)
-        .env("VIGIL_BIN", workspace.target.join("release/vigil"));
-    run(&mut runner)
+    run_suite(workspace, "venv", REQUIREMENTS, RUNNER)
 }
 
-/// Returns the Python of `target/venv`, after creating the environment and installing the
+/// Runs the Python script `runner` against the release `vigil`, with the Python of
+/// `target/VENV_NAME` holding the packages pinned by `requirements`.
+pub fn run_suite(
+    workspace: &Workspace,
+    venv_name: &str,
+    requirements: &str,
+    runner: &str,
+) -> anyhow::Result<()> {
+    let python = ensure_venv(workspace, venv_name, requirements)?;
+
+    heading(&format!("run {runner}"));
+    let mut command = Command::new(python);
+    command
+        .arg(runner)
+        .current_dir(&workspace.root)
+        .env("VIGIL_BIN", workspace.target.join("release/vigil"));
+    run(&mut command)
+}
+
+/// Returns the Python of `target/VENV_NAME`, after creating the environment and installing the
 /// pinned requirements unless the stamp shows they are installed already.
-fn ensure_venv(workspace: &Workspace) -> anyhow::Result<PathBuf> {
-    let venv = workspace.target.join("venv");
+fn ensure_venv(
+    workspace: &Workspace,
+    venv_name: &str,
+    requirements_file: &str,
+) -> anyhow::Result<PathBuf> {
+    let venv = workspace.target.join(venv_name);
     let python = venv.join("bin/python");
     let stamp = venv.join(STAMP);
-    let requirements_path = workspace.root.join(REQUIREMENTS);
+    let requirements_path = workspace.root.join(requirements_file);
     let requirements = fs::read_to_string(&requirements_path)
         .with_context(|| format!("failed to read `{}`", requirements_path.display()))?;
 
@@ -52,7 +68,7 @@ fn ensure_venv(workspace: &Workspace) -> anyhow::Result<PathBuf> {
     }
 
     heading(&format!(
-        "create target/venv and install {REQUIREMENTS} from PyPI"
+        "create target/{venv_name} and install {requirements_file} from PyPI"
     ));
     // Start from an empty environment, so packages dropped from the requirements go too.
     if venv.exists() {
@@ -71,7 +87,7 @@ fn ensure_venv(workspace: &Workspace) -> anyhow::Result<PathBuf> {
     ])
     .arg(&requirements_path);
     run(&mut pip).with_context(|| {
-        format!("failed to install `{REQUIREMENTS}` with pip; it needs access to PyPI")
+        format!("failed to install `{requirements_file}` with pip; it needs access to PyPI")
     })?;
 
     fs::write(&stamp, &requirements)

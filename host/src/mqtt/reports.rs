@@ -1,0 +1,192 @@
+//! Device Defender metrics reports: batched into the engine, committed, then replied to.
+//!
+//! Connections queue each report published on `$aws/things/{thing}/defender/metrics/{json|cbor}`.
+//! The ingester takes every report waiting, runs them as one `IngestReports` command and
+//! commits it with [`ApiState::call`]. Only after the commit does it publish the replies on
+//! `/accepted` and `/rejected` and acknowledge QoS 1 publishes, so an accepted report is a
+//! stored one. If the commit fails, the reports' connections are closed without an answer and
+//! their clients send again.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use vigil_core::ingest::{DeviceReport, ReportOutcome};
+use vigil_core::model::Timestamp;
+use vigil_core::report::ReportFormat;
+
+use super::codec::{CloseReason, Outgoing};
+use super::router::{Outbound, Outbox, Router};
+use super::topics::ReportTopic;
+use crate::api::{ApiError, ApiState};
+use crate::journal::{Command, Reply, unexpected};
+
+/// Maximum reports in one command and one database transaction.
+pub const MAX_BATCH: usize = 4096;
+
+/// Reports waiting for the ingester before publishers wait.
+pub const QUEUE_CAPACITY: usize = 16_384;
+
+/// A report waiting to be ingested.
+#[derive(Debug)]
+pub struct PendingReport {
+    /// The thing named in the topic.
+    pub thing: String,
+    /// JSON or CBOR.
+    pub format: ReportFormat,
+    /// The document.
+    pub payload: Bytes,
+    /// The publishing connection.
+    pub origin: Outbox,
+    /// Packet id of a QoS 1 publish, acknowledged once the report is stored.
+    pub ack: Option<u16>,
+}
+
+/// Ingests queued reports until every sender is gone.
+pub async fn ingest_forever(
+    mut queue: mpsc::Receiver<PendingReport>,
+    state: ApiState,
+    router: Arc<Router>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let pending = std::mem::take(&mut batch);
+        let reports: Vec<(String, ReportFormat, Bytes)> = pending
+            .iter()
+            .map(|report| (report.thing.clone(), report.format, report.payload.clone()))
+            .collect();
+        match state.call(move |service| ingest(service, reports)).await {
+            Ok((outcomes, received_at)) => {
+                for (report, outcome) in pending.into_iter().zip(outcomes) {
+                    answer(&router, report, &outcome, received_at);
+                }
+            }
+            Err(error) => {
+                tracing::error!(?error, reports = pending.len(), "failed to store reports");
+                for report in pending {
+                    let _ = report
+                        .origin
+                        .try_send(Outbound::Close(CloseReason::Unavailable));
+                }
+            }
+        }
+    }
+}
+
+/// Runs the reports through the engine, stamped with the service's current time.
+fn ingest(
+    service: &mut crate::service::Service,
+    reports: Vec<(String, ReportFormat, Bytes)>,
+) -> Result<(Vec<ReportOutcome>, Timestamp), ApiError> {
+    let received_at = service.now();
+    let reports = reports
+        .into_iter()
+        .map(|(thing_name, format, payload)| DeviceReport {
+            thing_name,
+            received_at,
+            format,
+            payload: payload.to_vec(),
+        })
+        .collect();
+    match service.engine().run(Command::IngestReports { reports })? {
+        Reply::Reports(outcomes, _) => Ok((outcomes, received_at)),
+        other => Err(unexpected(other).into()),
+    }
+}
+
+/// Publishes the reply to a stored report and acknowledges its publish.
+fn answer(router: &Router, report: PendingReport, outcome: &ReportOutcome, at: Timestamp) {
+    let topic = ReportTopic {
+        thing: &report.thing,
+        format: report.format,
+    };
+    let accepted = matches!(outcome, ReportOutcome::Accepted(_));
+    let body = reply_body(&report.thing, outcome, at);
+    match encode(&body, report.format) {
+        Ok(payload) => {
+            router.publish(&topic.reply_topic(accepted), payload, 1);
+        }
+        Err(error) => tracing::error!(error = %format!("{error:#}"), "failed to encode a reply"),
+    }
+    if let Some(pkid) = report.ack {
+        let _ = report
+            .origin
+            .try_send(Outbound::Packet(Outgoing::PubAck(pkid, true)));
+    }
+}
+
+/// Builds the reply document of AWS IoT Device Defender.
+pub fn reply_body(thing: &str, outcome: &ReportOutcome, at: Timestamp) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    body.insert("thingName".into(), thing.into());
+    match outcome {
+        ReportOutcome::Accepted(report_id) => {
+            body.insert("reportId".into(), (*report_id).into());
+            body.insert("status".into(), "ACCEPTED".into());
+        }
+        ReportOutcome::Rejected(rejection) => {
+            if let Some(report_id) = rejection.report_id {
+                body.insert("reportId".into(), report_id.into());
+            }
+            body.insert("status".into(), "REJECTED".into());
+            body.insert(
+                "statusDetails".into(),
+                serde_json::json!({
+                    "ErrorCode": rejection.error_code,
+                    "ErrorMessage": rejection.error_message,
+                }),
+            );
+        }
+    }
+    body.insert("timestamp".into(), at.into());
+    serde_json::Value::Object(body)
+}
+
+/// Encodes a reply as JSON, or as CBOR for reports sent as CBOR.
+fn encode(body: &serde_json::Value, format: ReportFormat) -> anyhow::Result<Bytes> {
+    Ok(match format {
+        ReportFormat::Json => serde_json::to_vec(body)?.into(),
+        ReportFormat::Cbor => {
+            let mut bytes = Vec::new();
+            ciborium::into_writer(body, &mut bytes)?;
+            bytes.into()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::report::ReportRejection;
+
+    #[test]
+    fn an_accepted_reply_echoes_the_report_id() {
+        let body = reply_body("pump-1", &ReportOutcome::Accepted(1_700_000_000), 42);
+        assert_eq!(
+            body.to_string(),
+            r#"{"thingName":"pump-1","reportId":1700000000,"status":"ACCEPTED","timestamp":42}"#
+        );
+    }
+
+    #[test]
+    fn a_rejected_reply_carries_the_error_code() {
+        let rejection = ReportRejection {
+            error_code: "Throttled".into(),
+            error_message: "wait".into(),
+            report_id: Some(7),
+        };
+        let body = reply_body("pump-1", &ReportOutcome::Rejected(rejection), 42);
+        assert_eq!(
+            body.to_string(),
+            r#"{"thingName":"pump-1","reportId":7,"status":"REJECTED","statusDetails":{"ErrorCode":"Throttled","ErrorMessage":"wait"},"timestamp":42}"#
+        );
+    }
+
+    #[test]
+    fn a_cbor_reply_decodes_to_the_same_document() {
+        let body = reply_body("pump-1", &ReportOutcome::Accepted(9), 42);
+        let bytes = encode(&body, ReportFormat::Cbor).unwrap();
+        let decoded: serde_json::Value = ciborium::from_reader(&bytes[..]).unwrap();
+        assert_eq!(decoded, body);
+    }
+}

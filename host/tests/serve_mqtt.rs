@@ -1,0 +1,748 @@
+//! The MQTT broker of `vigil serve`, driven by the `rumqttc` client over 3.1.1 and 5: reports
+//! replied to on `/accepted` and `/rejected` and stored before the reply, rejected credentials and
+//! topics counted as authorization failures.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4;
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+use vigil_host::api::Credentials;
+use vigil_host::api::client::{ApiClient, encode};
+
+const ALL_THINGS: &str = "arn:aws:iot:us-east-1:123456789012:all/things";
+const ACCESS_KEY: &str = "AKIDVIGILMQTT";
+const SECRET_KEY: &str = "vigil-mqtt-secret";
+
+/// A fresh folder with an API credentials file; returns (folder, credentials).
+fn test_folder(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let credentials = dir.join("credentials");
+    let profile = format!(
+        "[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+    );
+    std::fs::write(&credentials, profile).unwrap();
+    (dir, credentials)
+}
+
+/// A `vigil serve` with its broker, killed when dropped.
+struct Broker {
+    child: Child,
+    http: SocketAddr,
+    mqtt: SocketAddr,
+}
+
+impl Broker {
+    fn start(data: &Path, credentials: &Path, extra: &[&str]) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["serve", "--port", "0", "--data"])
+            .arg(data)
+            .arg("--credentials")
+            .arg(credentials)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("vigil serve starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut http = None;
+        let mqtt = loop {
+            let line = lines.next().expect("a banner line").unwrap();
+            if let Some(address) = line.strip_prefix("vigil serve: listening on http://") {
+                http = address.trim_end_matches('/').parse().ok();
+            }
+            if let Some(address) = line.strip_prefix("vigil serve: mqtt on ") {
+                break address.parse().unwrap();
+            }
+        };
+        Broker {
+            child,
+            http: http.expect("the HTTP address comes first"),
+            mqtt,
+        }
+    }
+
+    fn client(&self) -> ApiClient {
+        ApiClient::new(
+            self.http,
+            Credentials::new(ACCESS_KEY, SECRET_KEY),
+            "us-east-1",
+        )
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A data folder whose password file lets `things` in with the password `pw-{thing}`.
+fn folder_with_things(name: &str, things: &[&str]) -> (PathBuf, PathBuf) {
+    let (dir, credentials) = test_folder(name);
+    let lines: String = things.iter().map(|t| format!("{t}:pw-{t}\n")).collect();
+    std::fs::write(dir.join("mqtt-passwords"), lines).unwrap();
+    (dir, credentials)
+}
+
+/// What a client saw.
+#[derive(Debug)]
+enum Seen {
+    Connected,
+    Subscribed(Vec<String>),
+    Message(String, Vec<u8>),
+    Ended(String),
+}
+
+/// A client whose event loop runs in a task and forwards what it receives.
+struct Device {
+    client: AsyncClient,
+    seen: mpsc::UnboundedReceiver<Seen>,
+}
+
+impl Device {
+    async fn connect(broker: &Broker, thing: &str, password: &str) -> Device {
+        let mut options = MqttOptions::new(thing, "127.0.0.1", broker.mqtt.port());
+        options.set_credentials(thing, password);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut events) = AsyncClient::new(options, 16);
+        let (tx, seen) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let seen = match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => Seen::Connected,
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => Seen::Subscribed(
+                        ack.return_codes.iter().map(|c| format!("{c:?}")).collect(),
+                    ),
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        Seen::Message(publish.topic, publish.payload.to_vec())
+                    }
+                    Ok(_) => continue,
+                    Err(error) => {
+                        let _ = tx.send(Seen::Ended(error.to_string()));
+                        return;
+                    }
+                };
+                if tx.send(seen).is_err() {
+                    return;
+                }
+            }
+        });
+        Device { client, seen }
+    }
+
+    async fn next(&mut self) -> Seen {
+        tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("the event loop is running")
+    }
+
+    async fn subscribe(&mut self, filter: &str) -> Vec<String> {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        loop {
+            if let Seen::Subscribed(codes) = self.next().await {
+                return codes;
+            }
+        }
+    }
+
+    async fn message(&mut self) -> (String, Vec<u8>) {
+        loop {
+            match self.next().await {
+                Seen::Message(topic, payload) => return (topic, payload),
+                Seen::Ended(error) => panic!("connection ended: {error}"),
+                _ => {}
+            }
+        }
+    }
+
+    async fn ended(&mut self) -> String {
+        loop {
+            if let Seen::Ended(error) = self.next().await {
+                return error;
+            }
+        }
+    }
+}
+
+fn report(report_id: u64, bytes_out: u64) -> String {
+    format!(
+        r#"{{"header":{{"report_id":{report_id},"version":"1.0"}},"metrics":{{"network_stats":
+        {{"bytes_in":10,"bytes_out":{bytes_out},"packets_in":1,"packets_out":2}}}}}}"#
+    )
+}
+
+/// Creates a profile whose behaviors never alarm but retain `metrics` for every thing.
+fn retain(client: &mut ApiClient, metrics: &[&str]) {
+    let behaviors: Vec<String> = metrics
+        .iter()
+        .enumerate()
+        .map(|(index, metric)| {
+            format!(
+                r#"{{"name":"retain-{index}","metric":"{metric}","criteria":{{"comparisonOperator":
+                "greater-than","value":{{"count":1000000000}},"consecutiveDatapointsToAlarm":1,
+                "consecutiveDatapointsToClear":1}}}}"#
+            )
+        })
+        .collect();
+    let body = format!(r#"{{"behaviors":[{}]}}"#, behaviors.join(","));
+    let created = client
+        .send("POST", "/security-profiles/retain", "", &body)
+        .unwrap();
+    assert_eq!(created.status, 200, "{}", created.body);
+    let attached = client
+        .send(
+            "PUT",
+            "/security-profiles/retain/targets",
+            &format!("securityProfileTargetArn={}", encode(ALL_THINGS)),
+            "",
+        )
+        .unwrap();
+    assert_eq!(attached.status, 200, "{}", attached.body);
+}
+
+/// The stored values of one metric of one thing.
+fn metric_values(client: &mut ApiClient, thing: &str, metric: &str) -> Vec<i64> {
+    let query = format!(
+        "thingName={thing}&metricName={}&startTime=0&endTime=4000000000",
+        encode(metric)
+    );
+    let response = client.send("GET", "/metric-values", &query, "").unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.json().unwrap()["metricDatumList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|datum| datum["value"]["count"].as_i64().unwrap())
+        .collect()
+}
+
+/// Polls until the summed values of `metric` reach `expected`; returns the sum seen last.
+fn wait_for_sum(client: &mut ApiClient, thing: &str, metric: &str, expected: i64) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sum = metric_values(client, thing, metric).iter().sum();
+        if sum >= expected || Instant::now() > deadline {
+            return sum;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_report_is_stored_before_its_reply() {
+    let (dir, credentials) = folder_with_things("mqtt-accepted", &["pump-1"]);
+    let broker = Broker::start(&dir, &credentials, &[]);
+    retain(&mut broker.client(), &["aws:all-bytes-out"]);
+
+    let mut device = Device::connect(&broker, "pump-1", "pw-pump-1").await;
+    let codes = device
+        .subscribe("$aws/things/pump-1/defender/metrics/json/+")
+        .await;
+    assert_eq!(codes, ["Success(AtLeastOnce)"]);
+    device
+        .client
+        .publish(
+            "$aws/things/pump-1/defender/metrics/json",
+            QoS::AtLeastOnce,
+            false,
+            report(1_700_000_001, 4321),
+        )
+        .await
+        .unwrap();
+    let (topic, payload) = device.message().await;
+    assert_eq!(topic, "$aws/things/pump-1/defender/metrics/json/accepted");
+    let reply: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(reply["thingName"], "pump-1");
+    assert_eq!(reply["reportId"], 1_700_000_001u64);
+    assert_eq!(reply["status"], "ACCEPTED");
+
+    // Accepted means committed: the value is there after SIGKILL and a restart.
+    broker.kill();
+    let broker = Broker::start(&dir, &credentials, &[]);
+    let values = metric_values(&mut broker.client(), "pump-1", "aws:all-bytes-out");
+    assert_eq!(values, [4321]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_report_within_five_minutes_is_rejected_as_throttled() {
+    let (dir, credentials) = folder_with_things("mqtt-throttled", &["pump-2"]);
+    let broker = Broker::start(&dir, &credentials, &[]);
+    let mut device = Device::connect(&broker, "pump-2", "pw-pump-2").await;
+    device
+        .subscribe("$aws/things/pump-2/defender/metrics/json/+")
+        .await;
+    for report_id in [1, 2] {
+        device
+            .client
+            .publish(
+                "$aws/things/pump-2/defender/metrics/json",
+                QoS::AtLeastOnce,
+                false,
+                report(report_id, 10),
+            )
+            .await
+            .unwrap();
+    }
+    let (first, _) = device.message().await;
+    assert_eq!(first, "$aws/things/pump-2/defender/metrics/json/accepted");
+    let (second, payload) = device.message().await;
+    assert_eq!(second, "$aws/things/pump-2/defender/metrics/json/rejected");
+    let reply: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(reply["status"], "REJECTED");
+    assert_eq!(reply["statusDetails"]["ErrorCode"], "Throttled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_cbor_report_is_rejected_in_cbor() {
+    let (dir, credentials) = folder_with_things("mqtt-cbor", &["pump-3"]);
+    let broker = Broker::start(&dir, &credentials, &[]);
+    let mut device = Device::connect(&broker, "pump-3", "pw-pump-3").await;
+    device
+        .subscribe("$aws/things/pump-3/defender/metrics/cbor/+")
+        .await;
+    let mut document = Vec::new();
+    ciborium::into_writer(&serde_json::json!({"hed": {"v": "1.0"}}), &mut document).unwrap();
+    device
+        .client
+        .publish(
+            "$aws/things/pump-3/defender/metrics/cbor",
+            QoS::AtLeastOnce,
+            false,
+            document,
+        )
+        .await
+        .unwrap();
+    let (topic, payload) = device.message().await;
+    assert_eq!(topic, "$aws/things/pump-3/defender/metrics/cbor/rejected");
+    let reply: serde_json::Value = ciborium::from_reader(&payload[..]).unwrap();
+    assert_eq!(reply["status"], "REJECTED");
+    assert_eq!(reply["statusDetails"]["ErrorCode"], "InvalidPayload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_logins_topics_and_filters_count_as_authorization_failures() {
+    let (dir, credentials) = folder_with_things("mqtt-refused", &["intruder", "victim"]);
+    let broker = Broker::start(&dir, &credentials, &["--time-scale", "1000"]);
+    let mut client = broker.client();
+    retain(
+        &mut client,
+        &[
+            "aws:num-authorization-failures",
+            "aws:num-connection-attempts",
+        ],
+    );
+
+    for _ in 0..3 {
+        let mut device = Device::connect(&broker, "intruder", "wrong").await;
+        let error = device.ended().await;
+        assert!(error.contains("BadUserNamePassword"), "{error}");
+    }
+    let mut device = Device::connect(&broker, "intruder", "pw-intruder").await;
+    let codes = device.subscribe("things/victim/#").await;
+    assert_eq!(codes, ["Failure"]);
+    device
+        .client
+        .publish("things/victim/commands", QoS::AtLeastOnce, false, "open")
+        .await
+        .unwrap();
+    let error = device.ended().await;
+    assert!(
+        error.contains("closed") || error.contains("reset"),
+        "{error}"
+    );
+
+    let failures = wait_for_sum(&mut client, "intruder", "aws:num-authorization-failures", 5);
+    assert_eq!(failures, 5);
+    let attempts = wait_for_sum(&mut client, "intruder", "aws:num-connection-attempts", 4);
+    assert_eq!(attempts, 4);
+    assert_eq!(
+        metric_values(&mut client, "victim", "aws:num-authorization-failures"),
+        Vec::<i64>::new()
+    );
+}
+
+/// Connects with a bare socket, so an attacker can open hundreds of connections a second;
+/// returns the stream and the CONNACK return code.
+async fn raw_connect(
+    address: SocketAddr,
+    thing: &str,
+    password: &str,
+) -> (tokio::net::TcpStream, ConnectReturnCode) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut connect = v4::Connect::new(thing);
+    connect.keep_alive = 60;
+    connect.set_login(thing, password);
+    let mut buffer = BytesMut::new();
+    v4::Packet::Connect(connect)
+        .write(&mut buffer, usize::MAX)
+        .unwrap();
+    stream.write_all(&buffer).await.unwrap();
+    buffer.clear();
+    loop {
+        match v4::Packet::read(&mut buffer, 1024) {
+            Ok(v4::Packet::ConnAck(ack)) => return (stream, ack.code),
+            Ok(other) => panic!("expected CONNACK, got {other:?}"),
+            Err(_) => {
+                let read = stream.read_buf(&mut buffer).await.unwrap();
+                assert!(read > 0, "closed before CONNACK");
+            }
+        }
+    }
+}
+
+/// Tries wrong passwords for `thing` until `until`; returns the attempts made.
+async fn stuff_credentials(address: SocketAddr, thing: &str, until: Instant) -> usize {
+    let mut attempts = 0;
+    while Instant::now() < until {
+        let (_, code) = raw_connect(address, thing, &format!("guess-{attempts}")).await;
+        assert_eq!(code, ConnectReturnCode::BadUserNamePassword);
+        attempts += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    attempts
+}
+
+/// Connects and disconnects `thing` until `until`; returns the connections made.
+async fn reconnect_in_a_loop(address: SocketAddr, thing: &str, until: Instant) -> usize {
+    let mut connections = 0;
+    while Instant::now() < until {
+        let (mut stream, code) = raw_connect(address, thing, &format!("pw-{thing}")).await;
+        assert_eq!(code, ConnectReturnCode::Success);
+        stream.write_all(&[0xE0, 0x00]).await.unwrap();
+        connections += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    connections
+}
+
+/// Publishes small QoS 0 messages from `thing` until `until`; returns the messages sent.
+async fn flood(address: SocketAddr, thing: &str, until: Instant) -> usize {
+    let (mut stream, code) = raw_connect(address, thing, &format!("pw-{thing}")).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    let mut burst = BytesMut::new();
+    for _ in 0..50 {
+        v4::Packet::Publish(v4::Publish::new(
+            format!("things/{thing}/telemetry"),
+            QoS::AtMostOnce,
+            vec![b'x'; 64],
+        ))
+        .write(&mut burst, usize::MAX)
+        .unwrap();
+    }
+    let mut sent = 0;
+    while Instant::now() < until {
+        stream.write_all(&burst).await.unwrap();
+        sent += 50;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    sent
+}
+
+/// The ML behaviors on the cloud-side metrics the attackers drive.
+const ML_BEHAVIORS: [(&str, &str); 4] = [
+    ("attempts", "aws:num-connection-attempts"),
+    ("failures", "aws:num-authorization-failures"),
+    ("disconnects", "aws:num-disconnects"),
+    ("sent", "aws:num-messages-sent"),
+];
+
+fn create_ml_profile(client: &mut ApiClient) {
+    let behaviors: Vec<String> = ML_BEHAVIORS
+        .iter()
+        .map(|(name, metric)| {
+            format!(
+                r#"{{"name":"{name}","metric":"{metric}","criteria":{{"consecutiveDatapointsToAlarm":1,
+                "consecutiveDatapointsToClear":1,"mlDetectionConfig":{{"confidenceLevel":"LOW"}}}}}}"#
+            )
+        })
+        .collect();
+    let body = format!(r#"{{"behaviors":[{}]}}"#, behaviors.join(","));
+    let created = client
+        .send("POST", "/security-profiles/ml", "", &body)
+        .unwrap();
+    assert_eq!(created.status, 200, "{}", created.body);
+    let attached = client
+        .send(
+            "PUT",
+            "/security-profiles/ml/targets",
+            &format!("securityProfileTargetArn={}", encode(ALL_THINGS)),
+            "",
+        )
+        .unwrap();
+    assert_eq!(attached.status, 200, "{}", attached.body);
+}
+
+fn wait_for_active_models(client: &mut ApiClient, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let response = client
+            .send(
+                "GET",
+                "/behavior-model-training/summaries",
+                "securityProfileName=ml",
+                "",
+            )
+            .unwrap();
+        let summaries = response.json().unwrap()["summaries"].clone();
+        let active = summaries
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|summary| summary["modelStatus"] == "ACTIVE")
+            .count();
+        if active == ML_BEHAVIORS.len() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "models not active: {summaries}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// (thing, behavior) of every active violation of the ML profile.
+fn ml_violations(client: &mut ApiClient) -> Vec<(String, String)> {
+    let response = client
+        .send(
+            "GET",
+            "/active-violations",
+            "securityProfileName=ml&maxResults=250",
+            "",
+        )
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.json().unwrap()["activeViolations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|violation| {
+            (
+                violation["thingName"].as_str().unwrap().to_owned(),
+                violation["behavior"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuffing_flooding_and_reconnecting_clients_raise_ml_violations() {
+    let attackers = ["stuffer", "flooder", "looper"];
+    let (dir, credentials) = folder_with_things("mqtt-ml", &attackers);
+    let args = [
+        "--simulate",
+        "100",
+        "--attack-after-days",
+        "365",
+        "--time-scale",
+        "20000",
+        "--ml-min-datapoints",
+        "100",
+    ];
+    let broker = Broker::start(&dir, &credentials, &args);
+    let mut client = broker.client();
+    create_ml_profile(&mut client);
+    let started = Instant::now();
+    let mut waiting = broker.client();
+    tokio::task::spawn_blocking(move || {
+        wait_for_active_models(&mut waiting, Duration::from_secs(180))
+    })
+    .await
+    .unwrap();
+    eprintln!("models active after {:?}", started.elapsed());
+    let before = ml_violations(&mut client);
+    for thing in attackers {
+        assert!(
+            before.iter().all(|(violator, _)| violator != thing),
+            "{thing} violated before attacking: {before:?}"
+        );
+    }
+
+    let until = Instant::now() + Duration::from_secs(3);
+    let address = broker.mqtt;
+    let (attempts, messages, connections) = tokio::join!(
+        stuff_credentials(address, "stuffer", until),
+        flood(address, "flooder", until),
+        reconnect_in_a_loop(address, "looper", until),
+    );
+    eprintln!("{attempts} wrong passwords, {messages} messages, {connections} reconnections");
+
+    let expected = [
+        ("stuffer", "failures"),
+        ("flooder", "sent"),
+        ("looper", "disconnects"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let violations = loop {
+        let violations = ml_violations(&mut client);
+        let all = expected.iter().all(|(thing, behavior)| {
+            violations.contains(&(thing.to_string(), behavior.to_string()))
+        });
+        if all || Instant::now() > deadline {
+            break violations;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let of_attackers: Vec<_> = violations
+        .iter()
+        .filter(|(thing, _)| attackers.contains(&thing.as_str()))
+        .collect();
+    eprintln!("attacker violations: {of_attackers:?}");
+    for (thing, behavior) in expected {
+        assert!(
+            violations.contains(&(thing.to_owned(), behavior.to_owned())),
+            "no {behavior} violation for {thing}: {of_attackers:?}"
+        );
+    }
+}
+
+/// One simulated device of the benchmark: connects, subscribes to its replies, then sends a
+/// report every `every` until `until`; returns the latencies of its accepted reports.
+async fn benchmark_device(
+    address: SocketAddr,
+    thing: String,
+    start_at: Instant,
+    every: Duration,
+    until: Instant,
+) -> (Vec<Duration>, usize) {
+    let (mut stream, code) = raw_connect(address, &thing, &format!("pw-{thing}")).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    let mut buffer = BytesMut::new();
+    let filter = format!("$aws/things/{thing}/defender/metrics/json/+");
+    v4::Packet::Subscribe(v4::Subscribe::new(filter, QoS::AtMostOnce))
+        .write(&mut buffer, usize::MAX)
+        .unwrap();
+    stream.write_all(&buffer).await.unwrap();
+    buffer.clear();
+    tokio::time::sleep_until(start_at.into()).await;
+    let topic = format!("$aws/things/{thing}/defender/metrics/json");
+    let (mut latencies, mut rejected) = (Vec::new(), 0);
+    let mut report_id = 1;
+    while Instant::now() < until {
+        let mut packet = BytesMut::new();
+        v4::Packet::Publish(v4::Publish::new(
+            topic.as_str(),
+            QoS::AtMostOnce,
+            report(report_id, 5000),
+        ))
+        .write(&mut packet, usize::MAX)
+        .unwrap();
+        let sent = Instant::now();
+        stream.write_all(&packet).await.unwrap();
+        loop {
+            match v4::Packet::read(&mut buffer, 64 * 1024) {
+                Ok(v4::Packet::Publish(reply)) if reply.topic.ends_with("/accepted") => {
+                    latencies.push(sent.elapsed());
+                    break;
+                }
+                Ok(v4::Packet::Publish(_)) => {
+                    rejected += 1;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let read = stream.read_buf(&mut buffer).await.unwrap();
+                    assert!(read > 0, "{thing}: closed");
+                }
+            }
+        }
+        report_id += 1;
+        tokio::time::sleep_until((sent + every).into()).await;
+    }
+    (latencies, rejected)
+}
+
+/// Reports per second accepted end to end from 10,000 connections, and the time from a report
+/// that raises a violation to its `/accepted` reply, which is sent after the report and the
+/// violation are committed. Run with
+/// `cargo test --release -p vigil-host --test serve_mqtt -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: 10,000 connections for about a minute"]
+async fn benchmark_reports_from_ten_thousand_connections() {
+    const DEVICES: usize = 10_000;
+    let things: Vec<String> = (0..DEVICES).map(|n| format!("bench-{n:05}")).collect();
+    let names: Vec<&str> = things.iter().map(String::as_str).collect();
+    let (dir, credentials) = folder_with_things("mqtt-bench", &names);
+    let broker = Broker::start(&dir, &credentials, &["--time-scale", "1000"]);
+    let mut client = broker.client();
+    let body = r#"{"behaviors":[{"name":"bytes-out","metric":"aws:all-bytes-out",
+        "criteria":{"comparisonOperator":"greater-than","value":{"count":1000},
+        "consecutiveDatapointsToAlarm":1,"consecutiveDatapointsToClear":1}}]}"#;
+    let created = client
+        .send("POST", "/security-profiles/bench", "", body)
+        .unwrap();
+    assert_eq!(created.status, 200, "{}", created.body);
+    let target = format!("securityProfileTargetArn={}", encode(ALL_THINGS));
+    let attached = client
+        .send("PUT", "/security-profiles/bench/targets", &target, "")
+        .unwrap();
+    assert_eq!(attached.status, 200, "{}", attached.body);
+
+    // At 1,000 times the wall clock, a thing may report every 0.3 s; 10,000 things reporting
+    // every 0.4 s offer 25,000 reports a second, more than 2 cores accept.
+    let every = Duration::from_millis(400);
+    let measured = Duration::from_secs(20);
+    let start_at = Instant::now() + Duration::from_secs(30);
+    let until = start_at + measured;
+    let devices: Vec<_> = things
+        .into_iter()
+        .enumerate()
+        .map(|(index, thing)| {
+            // Spread the first reports over one interval.
+            let offset = every.mul_f64(index as f64 / DEVICES as f64);
+            tokio::spawn(benchmark_device(
+                broker.mqtt,
+                thing,
+                start_at + offset,
+                every,
+                until,
+            ))
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut rejected = 0;
+    for device in devices {
+        let (device_latencies, device_rejected) = device.await.unwrap();
+        latencies.extend(device_latencies);
+        rejected += device_rejected;
+    }
+    let elapsed = start_at.elapsed();
+    latencies.sort();
+    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    let violations = client
+        .send(
+            "GET",
+            "/active-violations",
+            "securityProfileName=bench&maxResults=1",
+            "",
+        )
+        .unwrap();
+    assert_eq!(violations.status, 200, "{}", violations.body);
+    eprintln!(
+        "mqtt bench: {DEVICES} connections, {} reports accepted, {rejected} rejected in {:.1} s: \
+         {:.0} reports/s; report to violation (accepted reply) p50 {:.1} ms, p99 {:.1} ms",
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(0.5).as_secs_f64() * 1000.0,
+        percentile(0.99).as_secs_f64() * 1000.0,
+    );
+    // Late replies make devices report again sooner than 300 s of event time: throttled.
+    assert!(latencies.len() >= DEVICES, "{} reports", latencies.len());
+}
