@@ -299,7 +299,11 @@ macro_rules! impl_wit_conversions {
 
             impl From<$crate::report::ReportRejection> for witd::ReportRejection {
                 fn from(r: $crate::report::ReportRejection) -> Self {
-                    Self { error_code: r.error_code, error_message: r.error_message }
+                    Self {
+                        error_code: r.error_code,
+                        error_message: r.error_message,
+                        report_id: r.report_id,
+                    }
                 }
             }
 
@@ -322,7 +326,7 @@ macro_rules! impl_wit_conversions {
                             core_ingest::ReportOutcome::Rejected($crate::report::ReportRejection {
                                 error_code: r.error_code,
                                 error_message: r.error_message,
-                                report_id: None,
+                                report_id: r.report_id,
                             })
                         }
                     }

@@ -88,6 +88,8 @@ pub enum Write {
     ProfileExtras(String, Option<serde_json::Value>),
     /// Label the stored events of a violation.
     Verification(String, VerificationState, Option<String>),
+    /// Record the event time reached.
+    Clock(Timestamp),
 }
 
 impl Write {
@@ -109,6 +111,7 @@ impl Write {
             Write::Verification(id, state, description) => {
                 write::verification_state(tx, id, *state, description.as_deref())
             }
+            Write::Clock(now) => write::meta(tx, "clock", &now.to_string()),
         }
     }
 }
@@ -287,15 +290,9 @@ impl Service {
         let now = self.clock.now();
         self.feed_simulation(now)?;
         self.engine.run(Command::AdvanceTime { now })?;
-        self.write_clock(now);
-        self.commit()
-    }
-
-    fn write_clock(&mut self, now: Timestamp) {
         // The clock is kept so a restart never moves event time backwards.
-        if let Err(error) = self.store.set_meta("clock", &now.to_string()) {
-            tracing::warn!(error = %format!("{error:#}"), "failed to store the clock");
-        }
+        self.write(Write::Clock(now));
+        self.commit()
     }
 
     /// Writes a snapshot when enough commands or time passed since the last one.
@@ -310,13 +307,7 @@ impl Service {
 
     /// Writes a snapshot of the engine and drops the journal it includes.
     pub fn snapshot(&mut self) -> anyhow::Result<()> {
-        let seq = self
-            .store
-            .journal_after(0)?
-            .last()
-            .map(|(seq, _)| *seq)
-            .or(self.store.latest_snapshot()?.map(|(seq, _)| seq))
-            .unwrap_or(0);
+        let seq = self.store.last_journal_seq()?;
         let bytes = self.engine.queries().snapshot()?;
         self.store.save_snapshot(seq, &bytes)?;
         self.commands_since_snapshot = 0;

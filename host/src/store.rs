@@ -213,6 +213,19 @@ impl Store {
         Ok(rows)
     }
 
+    /// Returns the sequence number of the newest journal entry, or of the newest snapshot when
+    /// the journal is empty.
+    pub fn last_journal_seq(&self) -> anyhow::Result<i64> {
+        self.connection
+            .query_row(
+                "SELECT max(coalesce((SELECT max(seq) FROM journal), 0),
+                            coalesce((SELECT max(seq) FROM snapshots), 0))",
+                [],
+                |row| row.get(0),
+            )
+            .context("failed to read the journal's newest entry")
+    }
+
     /// Stores a snapshot that includes every journal entry up to `seq`, and drops those entries
     /// and older snapshots.
     pub fn save_snapshot(&mut self, seq: i64, engine: &[u8]) -> anyhow::Result<()> {
@@ -415,6 +428,17 @@ impl Store {
 /// Writes inside a request's transaction.
 pub mod write {
     use super::*;
+
+    /// Writes a metadata value.
+    pub fn meta(tx: &Transaction<'_>, key: &str, value: &str) -> anyhow::Result<()> {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )
+        .with_context(|| format!("failed to write `{key}` to the database"))?;
+        Ok(())
+    }
 
     /// Appends a journal entry.
     pub fn journal(tx: &Transaction<'_>, command: &[u8]) -> anyhow::Result<i64> {

@@ -309,6 +309,7 @@ async fn a_second_report_within_five_minutes_is_rejected_as_throttled() {
     let reply: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(reply["status"], "REJECTED");
     assert_eq!(reply["statusDetails"]["ErrorCode"], "Throttled");
+    assert_eq!(reply["reportId"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,13 @@ impl ApiState {
                 .map_err(|_| ApiError::internal("the service lock is poisoned; restart vigil"))?;
             let result = operation(&mut service);
             service.commit().map_err(ApiError::from)?;
+            if let Err(error) = &result
+                && error.kind() == "InternalFailureException"
+            {
+                // A trap inside the component leaves the engine in an unknown state, so it is
+                // rebuilt from what was committed.
+                service.reload().map_err(ApiError::from)?;
+            }
             result
         })
         .await
