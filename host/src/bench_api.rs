@@ -176,6 +176,7 @@ fn start_server(data_dir: &Path, core_path: &Path) -> anyhow::Result<SocketAddr>
         data_dir: data_dir.to_path_buf(),
         core_path: core_path.to_path_buf(),
         engine: EngineConfig::default(),
+        engine_settings_given: false,
         time_scale: 1.0,
         simulate: 0,
         attack_after_days: 0,

@@ -50,15 +50,17 @@ pub struct ServeArgs {
     /// with a random key pair on first start).
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
-    /// Region in the ARNs of a new database.
-    #[arg(long, default_value = "us-east-1")]
-    pub region: String,
-    /// Account id in the ARNs of a new database, 12 digits.
-    #[arg(long, default_value = "123456789012")]
-    pub account_id: String,
-    /// Datapoints an ML model needs in its training window before its first build (AWS: 25,000).
-    #[arg(long, default_value_t = 25_000)]
-    pub ml_min_datapoints: u64,
+    /// Region in the ARNs of a new database (default: us-east-1). A database keeps the region
+    /// it was created with.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Account id in the ARNs of a new database, 12 digits (default: 123456789012).
+    #[arg(long)]
+    pub account_id: Option<String>,
+    /// Datapoints an ML model needs in its training window before its first build, for a new
+    /// database (default: 25,000, as AWS).
+    #[arg(long)]
+    pub ml_min_datapoints: Option<u64>,
     /// Simulated things to feed with cloud-side traffic (0 for none, at most 10,000).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub simulate: u32,
@@ -159,17 +161,26 @@ fn open_service(args: &ServeArgs, core_path: &Path) -> anyhow::Result<Service> {
     let options = ServiceOptions {
         data_dir: args.data.clone(),
         core_path: core_path.to_path_buf(),
-        engine: EngineConfig {
-            region: args.region.clone(),
-            account_id: args.account_id.clone(),
-            ml_min_datapoints: args.ml_min_datapoints,
-            ..EngineConfig::default()
-        },
+        engine: engine_config(args),
+        engine_settings_given: args.region.is_some()
+            || args.account_id.is_some()
+            || args.ml_min_datapoints.is_some(),
         time_scale: args.time_scale,
         simulate: args.simulate as usize,
         attack_after_days: args.attack_after_days,
     };
     Service::open(&options, plugins)
+}
+
+/// The engine settings for a new database: the defaults with what the command line sets.
+fn engine_config(args: &ServeArgs) -> EngineConfig {
+    let defaults = EngineConfig::default();
+    EngineConfig {
+        region: args.region.clone().unwrap_or(defaults.region),
+        account_id: args.account_id.clone().unwrap_or(defaults.account_id),
+        ml_min_datapoints: args.ml_min_datapoints.unwrap_or(defaults.ml_min_datapoints),
+        ml_training_days: defaults.ml_training_days,
+    }
 }
 
 /// Credentials from --credentials, else the environment, else DIR/credentials (created with a
@@ -188,6 +199,7 @@ fn load_credentials(args: &ServeArgs) -> anyhow::Result<Credentials> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("failed to create the data folder `{}`", args.data.display()))?;
     let credentials = Credentials::generate(&path)?;
+    let path = std::path::absolute(&path).unwrap_or(path);
     eprintln!(
         "vigil serve: created API credentials in `{}`; point the AWS CLI at them with \
          AWS_SHARED_CREDENTIALS_FILE={}",
@@ -266,10 +278,28 @@ pub fn locate_demo_dir(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         )
 }
 
+/// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    if let Err(error) = tokio::signal::ctrl_c().await {
-        tracing::warn!(%error, "failed to listen for Ctrl-C; stop the server with a signal");
-        std::future::pending::<()>().await;
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "failed to listen for Ctrl-C; stop the server with SIGTERM");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "failed to listen for SIGTERM; stop the server with Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
     }
     tracing::info!("stopping the server");
 }

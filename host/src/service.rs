@@ -45,6 +45,13 @@ impl Clock {
         }
     }
 
+    /// Changes the speed from now on; event time continues from where it is.
+    pub fn set_scale(&mut self, scale: f64) {
+        self.origin = self.now();
+        self.started = Instant::now();
+        self.scale = scale;
+    }
+
     /// The current event time in milliseconds since the epoch.
     pub fn now(&self) -> Timestamp {
         let elapsed = self.started.elapsed().as_secs_f64() * 1000.0 * self.scale;
@@ -125,6 +132,8 @@ pub struct ServiceOptions {
     pub core_path: PathBuf,
     /// Engine settings used when the database is new.
     pub engine: EngineConfig,
+    /// Whether the user chose any engine setting, so a database that keeps other ones warns.
+    pub engine_settings_given: bool,
     /// Event time runs this many times faster than the wall clock.
     pub time_scale: f64,
     /// Simulated things to feed, 0 for none.
@@ -164,6 +173,8 @@ pub struct Service {
     commands_since_snapshot: usize,
     last_snapshot: Instant,
     writes: Vec<Write>,
+    /// Event time of the last `AdvanceTime` command.
+    advanced_to: Timestamp,
 }
 
 impl Service {
@@ -171,7 +182,8 @@ impl Service {
     /// and starts the clock.
     pub fn open(options: &ServiceOptions, plugins: PluginHost) -> anyhow::Result<Self> {
         let store = Store::open(&options.data_dir)?;
-        let engine_config = stored_engine_config(&store, &options.engine)?;
+        let engine_config =
+            stored_engine_config(&store, &options.engine, options.engine_settings_given)?;
         let (engine, replayed) = rebuild_engine(&store, &options.core_path, &engine_config)?;
         tracing::info!(replayed, database = %store.path().display(), "engine restored");
         let origin = match store.meta("clock")? {
@@ -193,6 +205,7 @@ impl Service {
             commands_since_snapshot: replayed,
             last_snapshot: Instant::now(),
             writes: Vec::new(),
+            advanced_to: i64::MIN,
         };
         if options.simulate > 0 {
             service.start_simulation(options)?;
@@ -217,6 +230,11 @@ impl Service {
     /// The current event time.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Changes how many times faster than the wall clock event time runs.
+    pub fn set_time_scale(&mut self, scale: f64) {
+        self.clock.set_scale(scale);
     }
 
     /// The engine, to apply commands and query.
@@ -289,9 +307,14 @@ impl Service {
     pub fn tick(&mut self) -> anyhow::Result<()> {
         let now = self.clock.now();
         self.feed_simulation(now)?;
-        self.engine.run(Command::AdvanceTime { now })?;
-        // The clock is kept so a restart never moves event time backwards.
-        self.write(Write::Clock(now));
+        // The engine acts on time at period boundaries (closing cloud periods, refreshing
+        // models, invalidating silent things), so an idle server writes once per period.
+        if now.div_euclid(PERIOD_MS) != self.advanced_to.div_euclid(PERIOD_MS) {
+            self.engine.run(Command::AdvanceTime { now })?;
+            // The clock is kept so a restart never moves event time backwards.
+            self.write(Write::Clock(now));
+            self.advanced_to = now;
+        }
         self.commit()
     }
 
@@ -371,11 +394,15 @@ impl Service {
 
 /// Returns the engine settings the database was created with, storing `requested` if it is
 /// new. Region and account are part of every ARN, so they cannot change later.
-fn stored_engine_config(store: &Store, requested: &EngineConfig) -> anyhow::Result<EngineConfig> {
+fn stored_engine_config(
+    store: &Store,
+    requested: &EngineConfig,
+    settings_given: bool,
+) -> anyhow::Result<EngineConfig> {
     if let Some(json) = store.meta("engine_config")? {
         let stored: EngineConfig = serde_json::from_str(&json)
             .context("failed to decode the engine settings stored in the database")?;
-        if &stored != requested {
+        if settings_given && &stored != requested {
             tracing::warn!(
                 region = %stored.region,
                 account_id = %stored.account_id,
@@ -430,9 +457,10 @@ fn rebuild_engine(
         if let Err(error) = command.apply(&mut engine) {
             tracing::warn!(seq, error = %format!("{error:#}"), "journal entry failed on replay");
         }
+        // Replayed commands stored their retained values before; emptying the outbox after each
+        // one keeps it from overflowing and counting drops.
+        engine.take_retained_datapoints()?;
     }
-    // Replayed commands produced their values and events before the crash; they are stored.
-    engine.take_retained_datapoints()?;
     Ok((engine, journal.len()))
 }
 

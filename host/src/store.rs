@@ -85,6 +85,8 @@ CREATE TABLE IF NOT EXISTS profile_extras (
 pub struct Store {
     connection: Connection,
     path: PathBuf,
+    /// Held open with an exclusive lock, so a second server cannot share the folder.
+    _lock: std::fs::File,
 }
 
 /// Metadata of a thing group that the engine does not keep.
@@ -123,6 +125,7 @@ impl Store {
         std::fs::create_dir_all(data_dir).with_context(|| {
             format!("failed to create the data folder `{}`", data_dir.display())
         })?;
+        let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join("vigil.db");
         let connection = Connection::open(&path)
             .with_context(|| format!("failed to open the database `{}`", path.display()))?;
@@ -138,7 +141,11 @@ impl Store {
         connection
             .execute_batch(SCHEMA)
             .context("failed to create the database schema")?;
-        let store = Self { connection, path };
+        let store = Self {
+            connection,
+            path,
+            _lock: lock,
+        };
         store.check_schema_version()?;
         Ok(store)
     }
@@ -422,6 +429,27 @@ impl Store {
             .context("failed to read a security profile's extra fields")?;
         json.map(|json| serde_json::from_str(&json).context("failed to decode stored extra fields"))
             .transpose()
+    }
+}
+
+/// Takes an exclusive lock on `data_dir/vigil.lock`, held until the store is dropped. Two
+/// servers writing one database would each replay only their own journal entries.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("vigil.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open the lock file `{}`", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another vigil process is using the data folder `{}`; stop it or pass another --data",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => Err(anyhow::Error::new(error))
+            .with_context(|| format!("failed to lock `{}`", path.display())),
     }
 }
 
@@ -714,6 +742,19 @@ mod tests {
             )
             .unwrap();
         assert_eq!(values, vec![(300_000, MetricValue::count(3))]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_store_on_one_folder_is_refused() {
+        let (store, dir) = temp_store("lock");
+        let error = Store::open(&dir).err().unwrap();
+        assert!(
+            format!("{error:#}").contains("another vigil process"),
+            "{error:#}"
+        );
+        drop(store);
+        assert!(Store::open(&dir).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

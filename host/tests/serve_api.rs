@@ -74,6 +74,38 @@ fn unsigned_requests_are_refused_as_unrecognized_clients() {
 }
 
 #[test]
+fn an_unknown_route_gets_an_aws_error() {
+    with_server("unknown-route", &[], |_, client| {
+        let response = client.send("GET", "/thing-groups", "", "").unwrap();
+        assert_error(
+            &response,
+            404,
+            "UnknownOperationException",
+            "GET /thing-groups",
+        );
+    });
+}
+
+#[test]
+fn a_second_server_on_one_data_folder_is_refused() {
+    let (dir, credentials) = test_folder("one-server");
+    let data = dir.join("data");
+    let first = Server::start(&data, &credentials, &[]);
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["serve", "--port", "0", "--data"])
+        .arg(&data)
+        .arg("--credentials")
+        .arg(&credentials)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another vigil process"), "{stderr}");
+    first.kill();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn bad_input_gets_invalid_request_naming_the_field() {
     with_server("bad-input", &[], |_, client| {
         let malformed = client

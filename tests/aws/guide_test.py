@@ -43,10 +43,6 @@ VIOLATION_TIMEOUT = 240
 TASK_TIMEOUT = 60
 POLL_INTERVAL = 1.0
 
-# A violation at most this old (simulated seconds) began in the server's latest tick: one tick
-# is 200 ms, which is 2.8 simulated hours at 50000 times real speed.
-FRESH_VIOLATION_AGE = 3 * 3600
-FRESH_VIOLATION_WAIT = 5.0
 
 # Keys of the sample outputs that a correct reply may leave out in this run, with the reason.
 # A path names nested keys with dots, and `[]` means every item of a list.
@@ -373,41 +369,31 @@ class GuideRun:
         print("$ aws " + shlex.join(argv) + "  # repeated until violations are listed")
         return self.poll("active violations listed", VIOLATION_TIMEOUT, some_violations)
 
-    def current_violations(self, count, max_age=None):
-        """Return up to `count` active violations, each of a different thing.
-
-        With `max_age` in seconds, only violations that began at most that long before their
-        latest violating datapoint count.
-        """
+    def current_violations(self, count):
+        """Return up to `count` active violations, each of a different thing."""
         paginator = self.iot.get_paginator("list_active_violations")
         chosen = {}
         for page in paginator.paginate(listSuppressedAlerts=True):
             for violation in page["activeViolations"]:
-                age = violation["lastViolationTime"] - violation["violationStartTime"]
-                if max_age is None or age.total_seconds() <= max_age:
-                    chosen.setdefault(violation["thingName"], violation)
+                chosen.setdefault(violation["thingName"], violation)
         return list(chosen.values())[:count]
 
     def violations_for_task(self):
-        """Return up to two active violations for the mitigation task, new ones if possible.
+        """Return up to two active violations for the mitigation task.
 
         The task skips violations that are no longer active when it runs, and the AWS CLI
-        takes about half a second to start it: about 7 simulated hours at this time scale.
-        Simulated alarms can clear within 12 simulated hours, so violations raised in the
-        server's latest tick are preferred. If none appear within FRESH_VIOLATION_WAIT, the
-        alarms are long-lived and any active ones do.
+        takes about half a second to start it: about 7 simulated hours at this time scale,
+        long enough for a simulated alarm to clear. So once violations are listed, event time
+        is slowed to the wall clock, and the chosen ones stay active while the task runs.
         """
         self.poll(
             "active violations after the update",
             VIOLATION_TIMEOUT,
             lambda: self.current_violations(count=2) or None,
         )
-        deadline = time.monotonic() + FRESH_VIOLATION_WAIT
-        while time.monotonic() < deadline:
-            fresh = self.current_violations(count=2, max_age=FRESH_VIOLATION_AGE)
-            if fresh:
-                return fresh
-            time.sleep(0.05)
+        status, _, body = self.server.signed_request("POST", "/vigil/clock", {"timeScale": 1})
+        if status != 200:
+            raise GuideFailure(f"POST /vigil/clock answered {status}: {body}")
         return self.current_violations(count=2)
 
     def wait_for_task(self):

@@ -97,7 +97,20 @@ pub fn routes(state: ApiState) -> Router {
         .merge(registry::routes())
         .merge(resources::routes())
         .merge(wire::extension_routes())
+        .fallback(unknown_operation)
         .with_state(state)
+}
+
+/// Answers a route Vigil does not serve with an AWS error instead of an empty 404.
+async fn unknown_operation(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "UnknownOperationException",
+        format!(
+            "Vigil does not serve `{method} {}`; docs/api.md lists the operations it implements",
+            uri.path()
+        ),
+    )
 }
 
 /// An AWS error: HTTP status, error type and message, plus extra members for some types.

@@ -285,8 +285,8 @@ impl SignedRequest<'_> {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
                 Refusal::unrecognized(
-                    "the request is not signed; sign it with SigV4 using the credentials \
-                     `vigil serve` printed at start",
+                    "the request is not signed; sign it with SigV4 using the server's key pair \
+                     (--credentials, VIGIL_ACCESS_KEY_ID, or DATA/credentials)",
                 )
             })?;
         let authorization = parse_authorization(header)?;

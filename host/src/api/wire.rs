@@ -286,6 +286,7 @@ pub fn extension_routes() -> Router<ApiState> {
         .route("/vigil/datapoints", post(ingest_datapoints))
         .route("/vigil/stats", get(stats))
         .route("/vigil/simulation", get(simulation))
+        .route("/vigil/clock", post(set_clock))
 }
 
 /// One datapoint as `/vigil/datapoints` takes it.
@@ -381,6 +382,36 @@ async fn stats(State(state): State<ApiState>) -> ApiResult<Response> {
         })
         .await?;
     Ok(json(stats))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClockInput {
+    time_scale: f64,
+}
+
+/// Changes the speed of event time, for example to slow a simulation down once its models are
+/// trained.
+async fn set_clock(State(state): State<ApiState>, bytes: Bytes) -> ApiResult<Response> {
+    let input: ClockInput = body(&bytes)?;
+    if !(input.time_scale.is_finite() && (1.0..=1_000_000.0).contains(&input.time_scale)) {
+        return Err(ApiError::invalid(format!(
+            "`timeScale` must be between 1 and 1000000, not {}",
+            input.time_scale
+        )));
+    }
+    let now = state
+        .call(move |service| {
+            service.set_time_scale(input.time_scale);
+            // Catch up to the clock now, so the next query sees every period that ended.
+            service.tick()?;
+            Ok(service.now())
+        })
+        .await?;
+    Ok(json(serde_json::json!({
+        "timeScale": input.time_scale,
+        "eventTime": now as f64 / 1000.0,
+    })))
 }
 
 async fn simulation(State(state): State<ApiState>, RawQuery(_): RawQuery) -> ApiResult<Response> {
