@@ -87,7 +87,7 @@ pub fn run(
     };
     if data_dir.join("vigil.db").exists() {
         bail!(
-            "`{}` already holds a database; pass an empty folder to --data",
+            "`{}` already contains a database; pass an empty folder to --data",
             data_dir.display()
         );
     }
@@ -165,7 +165,11 @@ type ReadRequest<'a> = &'a (dyn Fn(&mut ApiClient, usize) -> anyhow::Result<()> 
 fn expect_ok(response: anyhow::Result<crate::api::client::ClientResponse>) -> anyhow::Result<()> {
     let response = response?;
     if response.status != 200 {
-        bail!("the server answered {}: {}", response.status, response.body);
+        bail!(
+            "the server responded {}: {}",
+            response.status,
+            response.body
+        );
     }
     Ok(())
 }

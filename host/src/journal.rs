@@ -140,7 +140,7 @@ pub enum Command {
     },
 }
 
-/// What the engine answered to a command.
+/// The engine's reply to a command.
 #[derive(Debug)]
 #[expect(
     clippy::large_enum_variant,
@@ -478,7 +478,7 @@ impl crate::mitigate::TaskEngine for Journaled {
 
 /// Fails for a reply of an unexpected kind, which means the command and its reply disagree.
 pub fn unexpected(reply: Reply) -> anyhow::Error {
-    anyhow::anyhow!("the engine answered with an unexpected reply: {reply:?}")
+    anyhow::anyhow!("the engine returned an unexpected reply: {reply:?}")
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! Every request runs as one unit: it applies commands to the engine, then [`Service::commit`]
 //! writes their journal entries, the violation events and retained metric values they produced
 //! and the request's own rows in one transaction. If that transaction fails, the engine is
-//! rebuilt from the database, so memory never holds state the disk does not.
+//! rebuilt from the database, so memory never contains state the disk does not.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,7 +24,7 @@ use crate::store::{self, Store, ThingGroupRecord};
 
 /// Commands between snapshots; a restart replays at most this many.
 const SNAPSHOT_EVERY_COMMANDS: usize = 2_000;
-/// Longest time between snapshots while commands arrive.
+/// Maximum time between snapshots while commands arrive.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
 
 /// Event time: the wall clock, or a faster one for simulations.

@@ -156,7 +156,10 @@ async fn create_security_profile(
             let stored = service
                 .engine()
                 .run(Command::CreateSecurityProfile { profile, now })
-                .map_err(|error| with_existing_arn(service, error, &name))?
+                .map_err(|error| {
+                    let arn = service.arn(&format!("securityprofile/{name}"));
+                    wire::with_existing_resource(error, &name, arn)
+                })?
                 .profile()?;
             if !tags.is_empty() {
                 service.write(Write::Tags(stored.arn.clone(), tags));
@@ -169,17 +172,6 @@ async fn create_security_profile(
         "securityProfileName": stored.profile.name,
         "securityProfileArn": stored.arn,
     })))
-}
-
-/// Adds `resourceArn` to a `ResourceAlreadyExistsException`, as AWS does.
-fn with_existing_arn(service: &Service, error: anyhow::Error, name: &str) -> ApiError {
-    let error = ApiError::from(error);
-    if error.kind() == "ResourceAlreadyExistsException" {
-        let arn = service.arn(&format!("securityprofile/{name}"));
-        error.with("resourceId", name).with("resourceArn", arn)
-    } else {
-        error
-    }
 }
 
 /// Describes a stored profile as AWS does, with the extra fields merged in.

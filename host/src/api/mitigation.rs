@@ -16,7 +16,7 @@ use vigil_core::model::{
 
 use super::detect::with_token;
 use super::wire::{self, Query, Tag, body, empty, json as respond};
-use super::{ApiError, ApiResult, ApiState};
+use super::{ApiResult, ApiState};
 use crate::journal::Command;
 use crate::service::{self, Write};
 
@@ -78,15 +78,8 @@ async fn create_mitigation_action(
                     now,
                 })
                 .map_err(|error| {
-                    let error = ApiError::from(error);
-                    if error.kind() == "ResourceAlreadyExistsException" {
-                        let arn = service.arn(&format!("mitigationaction/{name}"));
-                        error
-                            .with("resourceId", name.clone())
-                            .with("resourceArn", arn)
-                    } else {
-                        error
-                    }
+                    let arn = service.arn(&format!("mitigationaction/{name}"));
+                    wire::with_existing_resource(error, &name, arn)
                 })?
                 .action()?;
             if !tags.is_empty() {
@@ -211,9 +204,7 @@ async fn start_detect_mitigation_actions_task(
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let input: StartTaskInput = body(&bytes)?;
-    if let Some(token) = &input.client_request_token {
-        check_token(token)?;
-    }
+    wire::check_client_request_token(input.client_request_token.as_deref())?;
     let request = TaskRequest {
         task_id: task_id.clone(),
         target: input.target,
@@ -271,21 +262,6 @@ fn task_summary_json(task: &DetectMitigationActionsTaskSummary) -> ApiResult<Val
         .collect();
     value["actionsDefinition"] = Value::Array(definitions);
     Ok(value)
-}
-
-/// Checks a client request token: 1 to 64 characters of `[a-zA-Z0-9-_]`.
-fn check_token(token: &str) -> ApiResult<()> {
-    let valid = (1..=64).contains(&token.len())
-        && token
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "`clientRequestToken` must be 1 to 64 characters of [a-zA-Z0-9-_]",
-        ))
-    }
 }
 
 async fn describe_detect_mitigation_actions_task(

@@ -101,7 +101,7 @@ pub fn routes(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Answers a route Vigil does not serve with an AWS error instead of an empty 404.
+/// Responds to a route Vigil does not serve with an AWS error instead of an empty 404.
 async fn unknown_operation(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -183,7 +183,7 @@ impl From<anyhow::Error> for ApiError {
             E::VersionConflict(_) => {
                 Self::new(StatusCode::CONFLICT, "VersionConflictException", message)
             }
-            // AWS answers LimitExceededException with 410.
+            // AWS returns LimitExceededException with status 410.
             E::LimitExceeded(_) => Self::new(StatusCode::GONE, "LimitExceededException", message),
             E::TaskAlreadyExists(_) => Self::new(
                 StatusCode::BAD_REQUEST,

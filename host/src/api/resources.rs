@@ -38,7 +38,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/untag", post(untag_resource))
 }
 
-/// Answers a repeated idempotent create with the first response, or runs `create`, which
+/// Responds to a repeated idempotent create with the first response, or runs `create`, which
 /// returns the response to remember.
 fn idempotent(
     service: &mut Service,
@@ -63,21 +63,6 @@ fn idempotent(
     Ok(response)
 }
 
-fn check_request_token(token: Option<&str>) -> ApiResult<()> {
-    let Some(token) = token else { return Ok(()) };
-    let valid = (1..=64).contains(&token.len())
-        && token
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "`clientRequestToken` must be 1 to 64 characters of [a-zA-Z0-9-_]",
-        ))
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateCustomMetricInput {
@@ -93,7 +78,7 @@ async fn create_custom_metric(
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let input: CreateCustomMetricInput = body(&bytes)?;
-    check_request_token(input.client_request_token.as_deref())?;
+    wire::check_client_request_token(input.client_request_token.as_deref())?;
     let tags = wire::check_tags("tags", input.tags.as_deref().unwrap_or_default())?;
     let token = input.client_request_token.map(|t| format!("{name}/{t}"));
     let response = state
@@ -204,7 +189,7 @@ async fn create_dimension(
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let input: CreateDimensionInput = body(&bytes)?;
-    check_request_token(input.client_request_token.as_deref())?;
+    wire::check_client_request_token(input.client_request_token.as_deref())?;
     let DimensionType::TopicFilter = input.dimension_type;
     let tags = wire::check_tags("tags", input.tags.as_deref().unwrap_or_default())?;
     let token = input.client_request_token.map(|t| format!("{name}/{t}"));

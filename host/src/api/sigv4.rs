@@ -25,7 +25,7 @@ const MAX_CLOCK_SKEW_SECONDS: i64 = 15 * 60;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
-/// Largest body read before answering that a request is too large.
+/// Largest body read before responding that a request is too large.
 const DRAIN_LIMIT_BYTES: usize = 16 * MAX_BODY_BYTES;
 
 /// The access key pair requests must be signed with.
@@ -187,14 +187,14 @@ pub async fn verify(
         body: &bytes,
     };
     if let Err(error) = signed.verify(&credentials, crate::service::wall_clock_ms() / 1000) {
-        tracing::debug!(error = %error.message, "request refused");
+        tracing::debug!(error = %error.message, "request rejected: invalid signature");
         return error.into_response();
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
 
-/// Why a request was refused.
+/// The reason a request was rejected.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal {
     kind: &'static str,

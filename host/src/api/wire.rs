@@ -47,7 +47,7 @@ pub fn json(value: impl serde::Serialize) -> Response {
     axum::Json(value).into_response()
 }
 
-/// The empty JSON object operations without output answer with.
+/// Returns the empty JSON object that operations without output respond with.
 pub fn empty() -> Response {
     json(serde_json::json!({}))
 }
@@ -138,7 +138,7 @@ impl Query {
             .transpose()
     }
 
-    /// The page a list operation asks for: `nextToken` and `maxResults` within the bounds.
+    /// Returns the page a list operation requests: `nextToken` and `maxResults` within the bounds.
     pub fn page(&self, max_results: i64, default: usize) -> ApiResult<Page> {
         let limit = self
             .integer("maxResults", 1, max_results)?
@@ -234,6 +234,33 @@ pub fn check_name(field: &str, name: &str, colon_allowed: bool) -> ApiResult<()>
         )));
     }
     Ok(())
+}
+
+/// Checks an optional client request token: 1 to 64 characters of `[a-zA-Z0-9-_]`.
+pub fn check_client_request_token(token: Option<&str>) -> ApiResult<()> {
+    let Some(token) = token else { return Ok(()) };
+    let valid = (1..=64).contains(&token.len())
+        && token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "`clientRequestToken` must be 1 to 64 characters of [a-zA-Z0-9-_]",
+        ))
+    }
+}
+
+/// Converts an engine error, adding `resourceId` and `resourceArn` to a
+/// `ResourceAlreadyExistsException` as AWS does.
+pub fn with_existing_resource(error: anyhow::Error, name: &str, arn: String) -> ApiError {
+    let error = ApiError::from(error);
+    if error.kind() == "ResourceAlreadyExistsException" {
+        error.with("resourceId", name).with("resourceArn", arn)
+    } else {
+        error
+    }
 }
 
 /// A tag as the API spells it.
