@@ -611,14 +611,18 @@ fn read_tcp_connections(section: &Node, datapoints: &mut Vec<ReportDatapoint>) -
     Ok(())
 }
 
-/// Reads the IP address of `ip:port` or `[ipv6]:port`, the forms agents send. A bare address is
-/// accepted as well.
+/// Reads the IP address of `ip:port` or `[ipv6]:port`, the forms agents send. Released versions
+/// of AWS's reference agent write IPv6 peers without brackets (`::1:51644`), so an unbracketed
+/// IPv6 address followed by `:port` is read as that address. A bare IPv4 address is accepted as
+/// well; a bare IPv6 address cannot be told apart from the unbracketed form and is read as one.
 fn remote_ip(remote_addr: &Node) -> Walk<IpAddr> {
     let text = remote_addr.text()?;
     let address = text
-        .parse::<IpAddr>()
+        .parse::<SocketAddr>()
         .ok()
-        .or_else(|| text.parse::<SocketAddr>().ok().map(|socket| socket.ip()));
+        .map(|socket| socket.ip())
+        .or_else(|| unbracketed_ipv6_with_port(text))
+        .or_else(|| text.parse::<IpAddr>().ok());
     address.ok_or_else(|| {
         format!(
             "{} must be `ip:port` or `[ipv6]:port`, got {}",
@@ -626,6 +630,14 @@ fn remote_ip(remote_addr: &Node) -> Walk<IpAddr> {
             quote(text)
         )
     })
+}
+
+/// Reads `2001:db8::1:443` as the address before the last colon, when the part after it is a
+/// port.
+fn unbracketed_ipv6_with_port(text: &str) -> Option<IpAddr> {
+    let (address, port) = text.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    address.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
 fn read_custom_metrics(
@@ -1064,6 +1076,25 @@ mod tests {
             datapoint(
                 "aws:destination-ip-addresses",
                 cidrs(&["10.0.0.2", "2001:db8::1", "192.168.1.9"]),
+            ),
+        ];
+        assert_eq!(datapoints(&document), expected);
+    }
+
+    #[test]
+    fn unbracketed_ipv6_peers_of_the_reference_agent_drop_their_port() {
+        let document = with_metrics(
+            r#"{"tcp_connections":{"established_connections":{"connections":[
+                {"remote_addr":"::1:51644"},
+                {"remote_addr":"::ffff:127.0.0.1:1883"},
+                {"remote_addr":"2001:db8::7:443"}]}}}"#,
+        );
+
+        let expected = vec![
+            datapoint("aws:num-established-tcp-connections", MetricValue::count(3)),
+            datapoint(
+                "aws:destination-ip-addresses",
+                cidrs(&["::1", "::ffff:127.0.0.1", "2001:db8::7"]),
             ),
         ];
         assert_eq!(datapoints(&document), expected);
