@@ -1,6 +1,6 @@
 //! `vigil`: runs the Vigil detection engine component with its mitigation plugins.
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -50,6 +50,22 @@ enum Command {
     /// Serve the AWS-compatible Detect API, metrics and the browser demo (loopback only unless
     /// --bind says otherwise).
     Serve(vigil_host::serve::ServeArgs),
+    /// Write a CA, a broker certificate and device certificates for MQTT over TLS.
+    MqttCerts(MqttCertsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MqttCertsArgs {
+    /// Folder for the PEM files; an existing CA and broker certificate in it are reused.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// A device certificate for this thing (repeatable); its common name is the thing name.
+    #[arg(long = "thing", value_name = "NAME")]
+    things: Vec<String>,
+    /// Another name or address the broker certificate is valid for, besides localhost,
+    /// 127.0.0.1 and ::1 (repeatable).
+    #[arg(long = "host", value_name = "NAME")]
+    hosts: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,6 +87,27 @@ struct DemoArgs {
     /// Attacked things per attack kind (four kinds).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1000))]
     attacks_per_kind: u32,
+}
+
+fn write_mqtt_certs(args: &MqttCertsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    use vigil_host::mqtt::tls;
+    let generated = tls::generate(&args.dir, &args.hosts, &args.things)?;
+    for path in &generated.written {
+        writeln!(out, "wrote  {}", path.display())?;
+    }
+    for path in &generated.reused {
+        writeln!(out, "kept   {}", path.display())?;
+    }
+    let dir = args.dir.display();
+    writeln!(
+        out,
+        "serve with: vigil serve --mqtt-tls-cert {dir}/{} --mqtt-tls-key {dir}/{} \\\n  \
+         --mqtt-tls-client-ca {dir}/{}",
+        tls::files::SERVER_CERTIFICATE,
+        tls::files::SERVER_KEY,
+        tls::files::CA_CERTIFICATE,
+    )?;
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -164,6 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Nab(args) => vigil_host::nab::run(&args, &mut stdout)?,
         Command::NabScore(args) => vigil_host::nab::run_score(&args, &mut stdout)?,
         Command::Serve(args) => vigil_host::serve::run(&args, &core()?, &mut stdout)?,
+        Command::MqttCerts(args) => write_mqtt_certs(&args, &mut stdout)?,
     }
     stdout.flush().context("failed to write to stdout")
 }

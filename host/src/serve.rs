@@ -121,7 +121,7 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
         );
         let broker = crate::mqtt::start(&broker_options, state.clone()).await?;
         // One write, so a reader that stops after the first line cannot make a later line fail.
-        let banner = banner(local, &credentials, demo_dir.is_some(), broker.address);
+        let banner = banner(local, &credentials, demo_dir.is_some(), &broker);
         out.write_all(banner.as_bytes())?;
         out.flush().context("failed to write to stdout")?;
         tracing::info!(%local, "serving");
@@ -138,7 +138,12 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
 }
 
 /// The lines printed at start; the first names the address.
-fn banner(local: SocketAddr, credentials: &Credentials, demo: bool, mqtt: SocketAddr) -> String {
+fn banner(
+    local: SocketAddr,
+    credentials: &Credentials,
+    demo: bool,
+    broker: &crate::mqtt::Broker,
+) -> String {
     let mut text = format!(
         "vigil serve: listening on http://{local}/\n  AWS API:     --endpoint-url http://{local}\n  \
          credentials: access key id {}\n",
@@ -148,7 +153,11 @@ fn banner(local: SocketAddr, credentials: &Credentials, demo: bool, mqtt: Socket
         text.push_str(&format!("  demo:        http://{local}{DEMO_PATH}\n"));
     }
     text.push_str(&format!("  metrics:     http://{local}/metrics\n"));
-    text.push_str(&format!("vigil serve: mqtt on {mqtt}\n"));
+    // The plain MQTT line comes last: clients that read up to it have seen every address.
+    if let Some(tls) = broker.tls_address {
+        text.push_str(&format!("vigil serve: mqtt over tls on {tls}\n"));
+    }
+    text.push_str(&format!("vigil serve: mqtt on {}\n", broker.address));
     text
 }
 

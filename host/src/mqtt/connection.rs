@@ -31,17 +31,22 @@ pub struct Shared {
     pub reports: mpsc::Sender<PendingReport>,
 }
 
-/// Serves one client until it or the broker closes the connection.
-pub async fn serve<S>(stream: S, shared: Arc<Shared>)
+/// Serves one client until it or the broker closes the connection. `certificate_thing` is the
+/// thing named by the client's verified TLS certificate, if it presented one.
+pub async fn serve<S>(stream: S, shared: Arc<Shared>, certificate_thing: Option<String>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Err(error) = run(stream, &shared).await {
+    if let Err(error) = run(stream, &shared, certificate_thing.as_deref()).await {
         tracing::debug!(error = %format!("{error:#}"), "MQTT connection ended");
     }
 }
 
-async fn run<S>(mut stream: S, shared: &Shared) -> anyhow::Result<()>
+async fn run<S>(
+    mut stream: S,
+    shared: &Shared,
+    certificate_thing: Option<&str>,
+) -> anyhow::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -59,7 +64,7 @@ where
         }
         Err(error) => anyhow::bail!("failed to read CONNECT: {error}"),
     };
-    let rejection = authenticate(&request, shared);
+    let rejection = authenticate(&request, shared, certificate_thing);
     let mut output = BytesMut::new();
     codec::write(&Outgoing::ConnAck(rejection), version, &mut output)?;
     stream.write_all(&output).await?;
@@ -126,8 +131,13 @@ where
 }
 
 /// Checks the client id, the credentials and the will topic, recording the attempt and any
-/// failure as broker events.
-fn authenticate(request: &ConnectRequest, shared: &Shared) -> Result<(), ConnectRejection> {
+/// failure as broker events. A verified certificate stands in for the password, but only for
+/// the thing it names.
+fn authenticate(
+    request: &ConnectRequest,
+    shared: &Shared,
+    certificate_thing: Option<&str>,
+) -> Result<(), ConnectRejection> {
     let thing = request.client_id.as_str();
     if thing.is_empty() || !vigil_core::validate::validate_thing_name(thing, "clientId").is_empty()
     {
@@ -135,11 +145,16 @@ fn authenticate(request: &ConnectRequest, shared: &Shared) -> Result<(), Connect
     }
     let events = shared.router.events();
     events.record(thing, CloudEventKind::ConnectionAttempt, 0);
-    let credentials_match = request.username.as_deref() == Some(thing)
-        && request
-            .password
-            .as_deref()
-            .is_some_and(|password| shared.passwords.check(thing, password.as_bytes()));
+    let credentials_match = match certificate_thing {
+        Some(certified) => certified == thing,
+        None => {
+            request.username.as_deref() == Some(thing)
+                && request
+                    .password
+                    .as_deref()
+                    .is_some_and(|password| shared.passwords.check(thing, password.as_bytes()))
+        }
+    };
     if !credentials_match {
         events.record(thing, CloudEventKind::AuthorizationFailure, 0);
         return Err(ConnectRejection::BadCredentials);

@@ -16,11 +16,12 @@
 //!
 //! # What it supports
 //!
-//! MQTT 3.1.1 and 5 over TCP; QoS 0 and 1 (AWS IoT Core has no QoS 2, and neither does this
-//! broker); clean sessions only; will messages; no retained messages. Authentication is by
-//! user name and password from the password file ([`passwords`]); the client id and the user
-//! name must both be the thing name. A thing publishes and subscribes only inside its own
-//! topics ([`topics`]). See `docs/mqtt.md`.
+//! MQTT 3.1.1 and 5 over TCP, and over TLS when a server certificate is given ([`tls`]); QoS
+//! 0 and 1 (AWS IoT Core has no QoS 2, and neither does this broker); clean sessions only; will
+//! messages; no retained messages. A device authenticates with a certificate signed by the
+//! configured CA, whose common name is the thing name, or with user name and password from the
+//! password file ([`passwords`]); either way the client id must be the thing name. A thing
+//! publishes and subscribes only inside its own topics ([`topics`]). See `docs/mqtt.md`.
 
 pub mod codec;
 pub mod connection;
@@ -28,6 +29,7 @@ pub mod events;
 pub mod passwords;
 pub mod reports;
 pub mod router;
+pub mod tls;
 pub mod topics;
 
 use std::net::{IpAddr, SocketAddr};
@@ -36,8 +38,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 use crate::api::ApiState;
 use crate::service::Clock;
@@ -45,9 +48,16 @@ use connection::Shared;
 use events::CloudEventLog;
 use passwords::Passwords;
 use router::Router;
+use tls::TlsSettings;
 
 /// The broker's port when none is given and the HTTP port is not 0.
 pub const DEFAULT_PORT: u16 = 1883;
+
+/// The broker's TLS port when TLS is on, none is given and the HTTP port is not 0.
+pub const DEFAULT_TLS_PORT: u16 = 8883;
+
+/// Time a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Name of the password file in the data folder.
 pub const PASSWORD_FILE: &str = "mqtt-passwords";
@@ -62,6 +72,22 @@ pub struct MqttArgs {
     /// DIR/mqtt-passwords, created empty on first start).
     #[arg(long, value_name = "FILE")]
     pub mqtt_passwords: Option<PathBuf>,
+    /// Server certificate chain (PEM) for MQTT over TLS; turns the TLS listener on.
+    #[arg(long, value_name = "FILE", requires = "mqtt_tls_key")]
+    pub mqtt_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --mqtt-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "mqtt_tls_cert")]
+    pub mqtt_tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that sign device certificates. A device presenting a certificate
+    /// signed by one of them is the thing its subject's common name names.
+    #[arg(long, value_name = "FILE", requires = "mqtt_tls_cert")]
+    pub mqtt_tls_client_ca: Option<PathBuf>,
+    /// Refuse TLS clients without a device certificate, as AWS IoT Core does on port 8883.
+    #[arg(long, requires = "mqtt_tls_client_ca")]
+    pub mqtt_require_client_cert: bool,
+    /// MQTT over TLS port; 0 picks a free port. Default: 8883, or a free port when --port is 0.
+    #[arg(long, value_name = "PORT", requires = "mqtt_tls_cert")]
+    pub mqtt_tls_port: Option<u16>,
 }
 
 impl MqttArgs {
@@ -69,6 +95,23 @@ impl MqttArgs {
     pub fn port(&self, http_port: u16) -> u16 {
         self.mqtt_port
             .unwrap_or(if http_port == 0 { 0 } else { DEFAULT_PORT })
+    }
+
+    /// The TLS port to listen on, given the HTTP port.
+    pub fn tls_port(&self, http_port: u16) -> u16 {
+        self.mqtt_tls_port
+            .unwrap_or(if http_port == 0 { 0 } else { DEFAULT_TLS_PORT })
+    }
+
+    /// Where the TLS listener finds its files, when TLS is on.
+    pub fn tls_settings(&self) -> Option<TlsSettings> {
+        let (certificate, key) = self.mqtt_tls_cert.clone().zip(self.mqtt_tls_key.clone())?;
+        Some(TlsSettings {
+            certificate,
+            key,
+            client_ca: self.mqtt_tls_client_ca.clone(),
+            require_client_certificate: self.mqtt_require_client_cert,
+        })
     }
 
     /// The password file, given the data folder.
@@ -88,6 +131,8 @@ pub struct BrokerOptions {
     pub passwords: PathBuf,
     /// Event time runs this many times faster than the wall clock, as in the service.
     pub time_scale: f64,
+    /// The TLS listener's address and files, when TLS is on.
+    pub tls: Option<(SocketAddr, TlsSettings)>,
 }
 
 impl BrokerOptions {
@@ -103,6 +148,9 @@ impl BrokerOptions {
             address: SocketAddr::new(bind, args.port(http_port)),
             passwords: args.password_file(data),
             time_scale,
+            tls: args
+                .tls_settings()
+                .map(|settings| (SocketAddr::new(bind, args.tls_port(http_port)), settings)),
         }
     }
 }
@@ -111,6 +159,8 @@ impl BrokerOptions {
 pub struct Broker {
     /// The address it listens on.
     pub address: SocketAddr,
+    /// The address of its TLS listener, when TLS is on.
+    pub tls_address: Option<SocketAddr>,
     /// Connected clients.
     pub router: Arc<Router>,
 }
@@ -119,12 +169,14 @@ pub struct Broker {
 /// events to the engine, on the current tokio runtime.
 pub async fn start(options: &BrokerOptions, state: ApiState) -> anyhow::Result<Broker> {
     let passwords = Arc::new(Passwords::open(&options.passwords)?);
-    let listener = TcpListener::bind(options.address)
-        .await
-        .with_context(|| format!("failed to listen for MQTT on `{}`", options.address))?;
-    let address = listener
-        .local_addr()
-        .context("failed to read the MQTT listening address")?;
+    let (listener, address) = bind(options.address, "MQTT").await?;
+    let tls = match &options.tls {
+        Some((tls_address, settings)) => {
+            let acceptor = TlsAcceptor::from(tls::server_config(settings)?);
+            Some((bind(*tls_address, "MQTT over TLS").await?, acceptor))
+        }
+        None => None,
+    };
     let now = state
         .call(|service| Ok(service.now()))
         .await
@@ -143,17 +195,49 @@ pub async fn start(options: &BrokerOptions, state: ApiState) -> anyhow::Result<B
         Arc::clone(&router),
     ));
     tokio::spawn(events::flush_forever(events, state));
-    tokio::spawn(accept_forever(listener, shared));
+    let tls_address = tls.as_ref().map(|((_, tls_address), _)| *tls_address);
+    if let Some(((tls_listener, tls_address), acceptor)) = tls {
+        tokio::spawn(accept_forever(
+            tls_listener,
+            Arc::clone(&shared),
+            move |stream, shared| {
+                tokio::spawn(serve_tls(stream, acceptor.clone(), shared));
+            },
+        ));
+        tracing::info!(address = %tls_address, "MQTT over TLS listening");
+    }
+    tokio::spawn(accept_forever(listener, shared, |stream, shared| {
+        tokio::spawn(connection::serve(stream, shared, None));
+    }));
     tracing::info!(%address, "MQTT broker listening");
-    Ok(Broker { address, router })
+    Ok(Broker {
+        address,
+        tls_address,
+        router,
+    })
 }
 
-async fn accept_forever(listener: TcpListener, shared: Arc<Shared>) {
+/// Binds a listener and reads back its address, which tells the port when 0 was asked for.
+async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("failed to listen for {what} on `{address}`"))?;
+    let bound = listener
+        .local_addr()
+        .with_context(|| format!("failed to read the {what} listening address"))?;
+    Ok((listener, bound))
+}
+
+async fn accept_forever(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    serve: impl Fn(TcpStream, Arc<Shared>),
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection::serve(stream, Arc::clone(&shared)));
+                serve(stream, Arc::clone(&shared));
             }
             Err(error) => {
                 // Out of file descriptors, usually: wait for connections to close.
@@ -162,4 +246,27 @@ async fn accept_forever(listener: TcpListener, shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// Completes the TLS handshake, then serves the client as the thing of its verified
+/// certificate, if it presented one.
+async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "MQTT TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("MQTT TLS handshake timed out");
+            return;
+        }
+    };
+    let certificate_thing = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(tls::thing_of_certificate);
+    connection::serve(stream, shared, certificate_thing).await;
 }
