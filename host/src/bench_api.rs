@@ -313,7 +313,7 @@ fn timed(
 }
 
 /// The latency at quantile `q` of sorted latencies, in milliseconds.
-fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
+pub(crate) fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

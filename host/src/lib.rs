@@ -4,6 +4,7 @@ pub mod api;
 pub mod bench;
 pub mod bench_api;
 pub mod bench_fleet;
+pub mod bench_mqtt;
 pub mod bindings;
 pub mod demo;
 pub mod engine;

@@ -43,6 +43,9 @@ enum Command {
     /// Measure requests per second and latency of the AWS API with many stored profiles and
     /// violation events.
     BenchApi(vigil_host::bench_api::BenchApiArgs),
+    /// Measure Device Defender reports per second accepted over MQTT from many connections, and
+    /// the latency of their replies.
+    BenchMqtt(vigil_host::bench_mqtt::BenchMqttArgs),
     /// Run the ML detector over a Numenta Anomaly Benchmark corpus and score it with NAB's rules.
     Nab(vigil_host::nab::NabArgs),
     /// Score stored detector results in NAB's layout with NAB's rules.
@@ -197,6 +200,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::BenchApi(args) => {
             vigil_host::bench_api::run(&args, &core()?, &mut stdout)?;
+        }
+        Command::BenchMqtt(args) => {
+            vigil_host::bench_mqtt::run(&args, &mut stdout)?;
         }
         Command::Nab(args) => vigil_host::nab::run(&args, &mut stdout)?,
         Command::NabScore(args) => vigil_host::nab::run_score(&args, &mut stdout)?,

@@ -22,7 +22,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 
-/// Where the broker finds its TLS material.
+/// Paths of the TLS material of the broker.
 #[derive(Clone, Debug)]
 pub struct TlsSettings {
     /// The server's certificate chain, PEM.
