@@ -1,9 +1,9 @@
-//! The MQTT client tests: paho-mqtt and Debian's mosquitto clients against `vigil serve`, from
-//! `tests/mqtt/`.
+//! The MQTT client tests: paho-mqtt, Debian's mosquitto clients and the collector of AWS's
+//! reference device agent against `vigil serve`, from `tests/mqtt/`.
 //!
 //! The mosquitto clients come from Debian's `mosquitto-clients` package, installed when
-//! missing. paho-mqtt comes from PyPI into its own virtual environment in `target/venv-mqtt`, at
-//! the versions pinned by `tests/mqtt/requirements.txt`. A stamp file in the environment records
+//! missing. paho-mqtt and the agent come from PyPI into their own virtual environment in
+//! `target/venv-mqtt`, at the versions pinned by `tests/mqtt/requirements.txt`. A stamp file in the environment records
 //! the requirements it was built from, so it is reused until that file changes.
 
 use std::path::Path;
