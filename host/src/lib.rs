@@ -1,5 +1,6 @@
 //! The `vigil` host as a library: WIT bindings and the sandboxed mitigation plugin runtime.
 
+pub mod alerts;
 pub mod api;
 pub mod bench;
 pub mod bench_api;

@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// target/web-demo of the source tree); without one, /demo/ is not served.
     #[arg(long, value_name = "DIR")]
     pub demo_dir: Option<PathBuf>,
+    /// Post the SNS alerts of a topic to a webhook, in the envelope of an SNS HTTP
+    /// subscription: TOPIC_ARN=http://HOST:PORT/PATH (repeatable).
+    #[arg(long = "alert-webhook", value_name = "TOPIC_ARN=URL")]
+    pub alert_webhooks: Vec<String>,
     /// The MQTT broker.
     #[command(flatten)]
     pub mqtt: crate::mqtt::MqttArgs,
@@ -98,6 +102,7 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
         Err(_) => None,
     };
     let credentials = load_credentials(args)?;
+    let webhooks = crate::alerts::Webhooks::parse(&args.alert_webhooks)?;
     let service = open_service(args, core_path)?;
     let state = ApiState::new(Arc::new(Mutex::new(service)));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -127,12 +132,14 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
         tracing::info!(%local, "serving");
 
         let ticker = tokio::spawn(tick_forever(state.clone()));
+        let alerts = tokio::spawn(crate::alerts::deliver_forever(state.clone(), webhooks));
         let app = router(state, Arc::new(credentials), demo_dir.as_deref());
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("the HTTP server failed");
         ticker.abort();
+        alerts.abort();
         served
     })
 }

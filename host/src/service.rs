@@ -247,6 +247,11 @@ impl Service {
         &self.store
     }
 
+    /// The database, for writes outside the journal.
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
     /// The engine and the plugins together, to run mitigation tasks.
     pub fn engine_and_plugins(&mut self) -> (&mut Journaled, &mut PluginHost) {
         (&mut self.engine, &mut self.plugins)
@@ -278,10 +283,15 @@ impl Service {
         if commands.is_empty() && writes.is_empty() {
             return Ok(());
         }
+        let notifications = self.alert_notifications(&events);
         let retained = self.engine.queries().take_retained_datapoints();
         let result = retained.and_then(|retained| {
-            self.store
-                .transaction(|tx| write_commit(tx, &commands, &events, &retained, &writes))
+            self.store.transaction(|tx| {
+                write_commit(tx, &commands, &events, &retained, &writes)?;
+                notifications
+                    .iter()
+                    .try_for_each(|notification| store::write::notification(tx, notification))
+            })
         });
         if let Err(error) = result {
             tracing::error!(error = %format!("{error:#}"), "commit failed; rebuilding the engine");
@@ -291,6 +301,18 @@ impl Service {
         }
         self.commands_since_snapshot += commands.len();
         self.snapshot_if_due()
+    }
+
+    /// The SNS alerts that `events` raise, from the profiles' alert targets.
+    fn alert_notifications(
+        &mut self,
+        events: &[vigil_core::model::ViolationEvent],
+    ) -> Vec<crate::alerts::Notification> {
+        if events.is_empty() {
+            return Vec::new();
+        }
+        let engine = self.engine.queries();
+        crate::alerts::notifications_for(events, |name| engine.describe_security_profile(name).ok())
     }
 
     /// Drops uncommitted changes by rebuilding the engine from the database.

@@ -79,6 +79,17 @@ CREATE TABLE IF NOT EXISTS profile_extras (
     name TEXT PRIMARY KEY,
     extras TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS notifications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic_arn TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS notifications_by_topic ON notifications (topic_arn, id);
+CREATE INDEX IF NOT EXISTS notifications_undelivered ON notifications (id)
+    WHERE delivered_at IS NULL;
 ";
 
 /// The database of one `--data` folder.
@@ -87,6 +98,35 @@ pub struct Store {
     path: PathBuf,
     /// Held open with an exclusive lock, so a second server cannot share the folder.
     _lock: std::fs::File,
+}
+
+/// A stored alert notification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredNotification {
+    /// Ascending id, in the order notifications were stored.
+    pub id: i64,
+    /// ARN of the SNS topic.
+    pub topic_arn: String,
+    /// The JSON message.
+    pub message: serde_json::Value,
+    /// Wall-clock time it was stored, in epoch milliseconds.
+    pub created_at: Timestamp,
+    /// Wall-clock time a webhook took it, if one did.
+    pub delivered_at: Option<Timestamp>,
+    /// Failed and successful posts so far.
+    pub attempts: i64,
+}
+
+fn notification_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotification> {
+    let message: String = row.get(2)?;
+    Ok(StoredNotification {
+        id: row.get(0)?,
+        topic_arn: row.get(1)?,
+        message: serde_json::from_str(&message).unwrap_or(serde_json::Value::String(message)),
+        created_at: row.get(3)?,
+        delivered_at: row.get(4)?,
+        attempts: row.get(5)?,
+    })
 }
 
 /// Metadata of a thing group that the engine does not keep.
@@ -148,6 +188,62 @@ impl Store {
         };
         store.check_schema_version()?;
         Ok(store)
+    }
+
+    /// Notifications after `after_id`, oldest first, of one topic or of all.
+    pub fn notifications(
+        &self,
+        topic_arn: Option<&str>,
+        after_id: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredNotification>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT id, topic_arn, message, created_at, delivered_at, attempts FROM notifications
+             WHERE id > ?1 AND (?2 IS NULL OR topic_arn = ?2) ORDER BY id LIMIT ?3",
+        )?;
+        let rows = statement.query_map(
+            params![after_id, topic_arn, limit as i64],
+            notification_from_row,
+        )?;
+        rows.collect::<Result<_, _>>()
+            .context("failed to read notifications")
+    }
+
+    /// Undelivered notifications of `topics` with attempts left, oldest first.
+    pub fn undelivered_notifications(
+        &self,
+        topics: &[String],
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredNotification>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT id, topic_arn, message, created_at, delivered_at, attempts FROM notifications
+             WHERE delivered_at IS NULL AND attempts < ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(
+            params![crate::alerts::MAX_ATTEMPTS, limit as i64],
+            notification_from_row,
+        )?;
+        let mut pending = Vec::new();
+        for row in rows {
+            let notification = row.context("failed to read notifications")?;
+            if topics.contains(&notification.topic_arn) {
+                pending.push(notification);
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Counts one post of a notification, and marks it delivered when the post succeeded.
+    pub fn record_delivery(&mut self, id: i64, delivered: bool) -> anyhow::Result<()> {
+        let delivered_at = delivered.then(crate::service::wall_clock_ms);
+        self.connection
+            .execute(
+                "UPDATE notifications SET attempts = attempts + 1,
+                     delivered_at = COALESCE(?2, delivered_at) WHERE id = ?1",
+                params![id, delivered_at],
+            )
+            .context("failed to record a notification delivery")?;
+        Ok(())
     }
 
     /// Path of the database file.
@@ -465,6 +561,23 @@ pub mod write {
             params![key, value],
         )
         .with_context(|| format!("failed to write `{key}` to the database"))?;
+        Ok(())
+    }
+
+    /// Stores an alert notification, stamped with the wall clock.
+    pub fn notification(
+        tx: &Transaction<'_>,
+        notification: &crate::alerts::Notification,
+    ) -> anyhow::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO notifications (topic_arn, message, created_at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![
+            notification.topic_arn,
+            notification.message.to_string(),
+            crate::service::wall_clock_ms()
+        ])
+        .context("failed to store an alert notification")?;
         Ok(())
     }
 

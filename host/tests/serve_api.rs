@@ -402,3 +402,120 @@ fn ml_training_resumes_after_a_restart_instead_of_starting_over() {
     server.kill();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A loopback HTTP server that answers 200 and forwards each request body.
+fn webhook_receiver() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let (sender, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0; 4096];
+            // Read until the body announced by Content-Length is complete.
+            let body = loop {
+                let read = stream.read(&mut buffer).unwrap();
+                request.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&request).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("Content-Length: "))
+                        .map_or(0, |value| value.trim().parse().unwrap());
+                    if body.len() >= length || read == 0 {
+                        break body.to_owned();
+                    }
+                }
+            };
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            if sender.send(body).is_err() {
+                return;
+            }
+        }
+    });
+    (address, received)
+}
+
+#[test]
+fn alerts_of_unsuppressed_behaviors_reach_the_webhook_and_the_list() {
+    let (dir, credentials) = test_folder("alerts");
+    let (hook, posted) = webhook_receiver();
+    let topic = "arn:aws:sns:us-east-1:123456789012:device-alerts";
+    let webhook = format!("{topic}=http://{hook}/alerts");
+    let server = Server::start(
+        &dir.join("data"),
+        &credentials,
+        &["--alert-webhook", &webhook],
+    );
+    let mut client = server.client();
+    let profile = format!(
+        r#"{{"alertTargets":{{"SNS":{{"alertTargetArn":"{topic}",
+            "roleArn":"arn:aws:iam::123456789012:role/Alerts"}}}},
+        "behaviors":[{STATIC_BEHAVIOR},
+            {{"name":"quiet-bytes","metric":"aws:all-bytes-out","suppressAlerts":true,
+              "criteria":{{"comparisonOperator":"less-than","value":{{"count":10}},
+              "consecutiveDatapointsToAlarm":1,"consecutiveDatapointsToClear":1}}}}]}}"#
+    );
+    let created = client
+        .send("POST", "/security-profiles/alerting", "", &profile)
+        .unwrap();
+    assert_eq!(created.status, 200, "{}", created.body);
+    let target = encode("arn:aws:iot:us-east-1:123456789012:all/things");
+    client
+        .send(
+            "PUT",
+            "/security-profiles/alerting/targets",
+            &format!("securityProfileTargetArn={target}"),
+            "",
+        )
+        .unwrap();
+    let timestamp = vigil_host::service::wall_clock_ms() / 1000 - 600;
+    let ingested = client
+        .send(
+            "POST",
+            "/vigil/datapoints",
+            "",
+            &format!(
+                r#"{{"datapoints":[
+                {{"thingName":"lamp-9","metricName":"aws:num-messages-sent",
+                  "timestamp":{timestamp},"value":{{"count":500}}}},
+                {{"thingName":"lamp-9","metricName":"aws:all-bytes-out",
+                  "timestamp":{timestamp},"value":{{"count":500}}}}]}}"#
+            ),
+        )
+        .unwrap();
+    assert_eq!(ingested.json().unwrap()["accepted"], 2, "{}", ingested.body);
+
+    let body = posted.recv_timeout(Duration::from_secs(10)).unwrap();
+    let envelope: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(envelope["Type"], "Notification");
+    assert_eq!(envelope["TopicArn"], topic);
+    let message: serde_json::Value =
+        serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(message["thingName"], "lamp-9");
+    assert_eq!(message["behavior"]["name"], "many-messages");
+    assert_eq!(message["violationEventType"], "in-alarm");
+    assert_eq!(message["metricValue"]["count"], 500);
+    assert_eq!(message["violationEventTime"], timestamp * 1000);
+
+    let listed = client
+        .send(
+            "GET",
+            "/vigil/notifications",
+            &format!("topicArn={}", encode(topic)),
+            "",
+        )
+        .unwrap()
+        .json()
+        .unwrap();
+    let notifications = listed["notifications"].as_array().unwrap();
+    assert_eq!(notifications.len(), 1, "{listed}");
+    assert_eq!(
+        notifications[0]["message"]["behavior"]["name"],
+        "many-messages"
+    );
+    assert!(posted.recv_timeout(Duration::from_millis(1500)).is_err());
+}

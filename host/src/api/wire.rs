@@ -314,6 +314,53 @@ pub fn extension_routes() -> Router<ApiState> {
         .route("/vigil/stats", get(stats))
         .route("/vigil/simulation", get(simulation))
         .route("/vigil/clock", post(set_clock))
+        .route("/vigil/notifications", get(notifications))
+}
+
+/// Lists stored alert notifications, oldest first, of one topic (`topicArn`) or all.
+async fn notifications(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let query = Query::parse(raw.as_deref())?;
+    let topic_arn = query.string("topicArn");
+    let limit = query
+        .integer("maxResults", 1, 1000)?
+        .map_or(100, |n| n as usize);
+    let after_id = match query.get("nextToken") {
+        Some(token) => parse_token(token)?,
+        None => 0,
+    };
+    let page = state
+        .call(move |service| {
+            Ok(service
+                .store()
+                .notifications(topic_arn.as_deref(), after_id, limit + 1)?)
+        })
+        .await?;
+    let more = page.len() > limit;
+    let page: Vec<_> = page.into_iter().take(limit).collect();
+    let next_token = more
+        .then(|| page.last().map(|last| token_for(last.id)))
+        .flatten();
+    let items: Vec<_> = page
+        .iter()
+        .map(|notification| {
+            serde_json::json!({
+                "id": notification.id,
+                "topicArn": notification.topic_arn,
+                "message": notification.message,
+                "createdAt": notification.created_at as f64 / 1000.0,
+                "deliveredAt": notification.delivered_at.map(|at| at as f64 / 1000.0),
+                "attempts": notification.attempts,
+            })
+        })
+        .collect();
+    let mut body = serde_json::json!({ "notifications": items });
+    if let Some(token) = next_token {
+        body["nextToken"] = token.into();
+    }
+    Ok(json(body))
 }
 
 /// One datapoint as `/vigil/datapoints` takes it.

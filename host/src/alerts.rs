@@ -1,0 +1,307 @@
+//! SNS alerts of security profiles.
+//!
+//! A violation event of a behavior whose alerts are not suppressed, on a profile with an `SNS`
+//! alert target, becomes a notification for that target's topic. The notification is stored
+//! in the same transaction as the event, so a crash cannot lose it. The delivery task then
+//! hands it to the topic's sinks. Every notification can be read back through
+//! `GET /vigil/notifications`, and a topic given a webhook with `--alert-webhook` also gets
+//! each one posted in the envelope of an SNS HTTP subscription.
+//!
+//! The message is the JSON AWS publishes: the event with `violationEventTime` in epoch
+//! milliseconds (the API uses fractional seconds).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use vigil_core::model::{StoredSecurityProfile, ViolationEvent};
+
+use crate::api::ApiState;
+use crate::store::StoredNotification;
+
+/// The only alert target type AWS defines.
+const SNS: &str = "SNS";
+
+/// How often the delivery task looks for notifications to post.
+const DELIVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Notifications posted per round of the delivery task.
+const DELIVERY_BATCH: usize = 100;
+
+/// Time a webhook has to respond to one post.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Attempts before a notification is given up on and left undelivered in the database.
+pub const MAX_ATTEMPTS: i64 = 10;
+
+/// A notification to store: the topic and the message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    /// ARN of the SNS topic.
+    pub topic_arn: String,
+    /// The JSON message.
+    pub message: Value,
+}
+
+/// Builds the notifications that `events` raise, given a lookup of profiles by name.
+pub fn notifications_for(
+    events: &[ViolationEvent],
+    mut profile: impl FnMut(&str) -> Option<StoredSecurityProfile>,
+) -> Vec<Notification> {
+    let mut targets: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut notifications = Vec::new();
+    for event in events {
+        if event.behavior.is_suppressed() {
+            continue;
+        }
+        let topic = targets
+            .entry(event.security_profile_name.clone())
+            .or_insert_with(|| {
+                profile(&event.security_profile_name).and_then(|stored| {
+                    stored
+                        .profile
+                        .alert_targets
+                        .get(SNS)
+                        .map(|target| target.alert_target_arn.clone())
+                })
+            });
+        if let Some(topic_arn) = topic {
+            notifications.push(Notification {
+                topic_arn: topic_arn.clone(),
+                message: message(event),
+            });
+        }
+    }
+    notifications
+}
+
+/// Builds the message AWS publishes for a violation event.
+pub fn message(event: &ViolationEvent) -> Value {
+    let mut message = json!({
+        "violationEventTime": event.violation_event_time,
+        "thingName": event.thing_name,
+        "behavior": event.behavior,
+        "violationEventType": event.violation_event_type,
+        "violationId": event.violation_id,
+        "securityProfileName": event.security_profile_name,
+    });
+    if let Some(value) = &event.metric_value {
+        message["metricValue"] = json!(value);
+    }
+    if let Some(info) = &event.violation_event_additional_info {
+        message["violationEventAdditionalInfo"] = json!(info);
+    }
+    message
+}
+
+/// Webhooks by topic ARN, from `--alert-webhook TOPIC_ARN=URL` arguments.
+#[derive(Clone, Debug, Default)]
+pub struct Webhooks(BTreeMap<String, WebhookUrl>);
+
+impl Webhooks {
+    /// Parses `TOPIC_ARN=http://HOST:PORT/PATH` arguments.
+    pub fn parse(arguments: &[String]) -> anyhow::Result<Self> {
+        let mut webhooks = BTreeMap::new();
+        for argument in arguments {
+            let Some((topic_arn, url)) = argument.split_once('=') else {
+                bail!("--alert-webhook `{argument}` must be TOPIC_ARN=URL");
+            };
+            if !topic_arn.starts_with("arn:aws:sns:") {
+                bail!("--alert-webhook `{argument}`: `{topic_arn}` is not an SNS topic ARN");
+            }
+            webhooks.insert(topic_arn.to_owned(), WebhookUrl::parse(url)?);
+        }
+        Ok(Self(webhooks))
+    }
+
+    /// Topic ARNs that have a webhook.
+    pub fn topics(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
+
+    /// Returns whether no topic has a webhook.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A plain `http://` URL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookUrl {
+    /// `host:port` as written, for the Host header.
+    pub authority: String,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl WebhookUrl {
+    /// Parses `http://HOST[:PORT][/PATH]`.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            bail!("webhook URL `{url}` must start with http:// (https is not supported)");
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], &rest[slash..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            bail!("webhook URL `{url}` has no host");
+        }
+        let authority = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(Self {
+            authority,
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// Posts stored notifications to their topics' webhooks until the server stops.
+pub async fn deliver_forever(state: ApiState, webhooks: Webhooks) {
+    if webhooks.is_empty() {
+        return;
+    }
+    let topics = webhooks.topics();
+    loop {
+        tokio::time::sleep(DELIVERY_INTERVAL).await;
+        let topics = topics.clone();
+        let pending = state
+            .call(move |service| {
+                Ok(service
+                    .store()
+                    .undelivered_notifications(&topics, DELIVERY_BATCH)?)
+            })
+            .await;
+        let pending = match pending {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(?error, "failed to read notifications to deliver");
+                continue;
+            }
+        };
+        for notification in pending {
+            let Some(url) = webhooks.0.get(&notification.topic_arn) else {
+                continue;
+            };
+            let delivered = post(url, &notification).await;
+            if let Err(error) = &delivered {
+                tracing::warn!(
+                    id = notification.id,
+                    topic = notification.topic_arn,
+                    error = %format!("{error:#}"),
+                    "failed to post an alert to its webhook"
+                );
+            }
+            let id = notification.id;
+            let ok = delivered.is_ok();
+            let recorded = state
+                .call(move |service| Ok(service.store_mut().record_delivery(id, ok)?))
+                .await;
+            if let Err(error) = recorded {
+                tracing::warn!(?error, id, "failed to record an alert delivery");
+            }
+        }
+    }
+}
+
+/// Wraps a notification in the body an SNS HTTP subscription receives, with the message as
+/// a string.
+pub fn sns_envelope(notification: &StoredNotification) -> Value {
+    json!({
+        "Type": "Notification",
+        "MessageId": format!("vigil-notification-{}", notification.id),
+        "TopicArn": notification.topic_arn,
+        "Message": notification.message.to_string(),
+        "Timestamp": crate::output::iso8601(notification.created_at),
+    })
+}
+
+/// Posts one notification; succeeds on a 2xx response.
+async fn post(url: &WebhookUrl, notification: &StoredNotification) -> anyhow::Result<()> {
+    let body = sns_envelope(notification).to_string();
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain; charset=UTF-8\r\n\
+         x-amz-sns-message-type: Notification\r\nx-amz-sns-message-id: vigil-notification-{}\r\n\
+         x-amz-sns-topic-arn: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        url.path,
+        url.authority,
+        notification.id,
+        notification.topic_arn,
+        body.len()
+    );
+    let exchange = async {
+        let address: SocketAddr = tokio::net::lookup_host(&url.authority)
+            .await?
+            .next()
+            .with_context(|| format!("`{}` resolves to no address", url.authority))?;
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = vec![0; 64];
+        let read = stream.read(&mut head).await?;
+        anyhow::Ok(String::from_utf8_lossy(&head[..read]).into_owned())
+    };
+    let head = tokio::time::timeout(WEBHOOK_TIMEOUT, exchange)
+        .await
+        .with_context(|| format!("http://{} timed out", url.authority))??;
+    let status = head.split(' ').nth(1).unwrap_or("");
+    if !status.starts_with('2') {
+        bail!(
+            "http://{}{} responded `{}`",
+            url.authority,
+            url.path,
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_url_without_port_uses_80() {
+        let url = WebhookUrl::parse("http://alerts.internal/hook?x=1").unwrap();
+        assert_eq!(url.authority, "alerts.internal:80");
+        assert_eq!(url.path, "/hook?x=1");
+    }
+
+    #[test]
+    fn webhook_url_with_port_keeps_it() {
+        let url = WebhookUrl::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(url.authority, "127.0.0.1:9000");
+        assert_eq!(url.path, "/");
+    }
+
+    #[test]
+    fn https_webhooks_are_refused_with_a_reason() {
+        let error = WebhookUrl::parse("https://example.com/").unwrap_err();
+        assert!(
+            error.to_string().contains("https is not supported"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_webhook_argument_needs_an_sns_topic_arn() {
+        let error = Webhooks::parse(&["topic=http://127.0.0.1:1/".to_owned()]).unwrap_err();
+        assert!(
+            error.to_string().contains("not an SNS topic ARN"),
+            "{error}"
+        );
+        let webhooks = Webhooks::parse(&[
+            "arn:aws:sns:us-east-1:123456789012:t=http://127.0.0.1:1/".to_owned(),
+        ])
+        .unwrap();
+        assert_eq!(webhooks.topics(), ["arn:aws:sns:us-east-1:123456789012:t"]);
+    }
+}
