@@ -49,7 +49,7 @@ enum Command {
     NabScore(vigil_host::nab::NabScoreArgs),
     /// Serve the AWS-compatible Detect API, metrics and the browser demo (loopback only unless
     /// --bind says otherwise).
-    Serve(vigil_host::serve::ServeArgs),
+    Serve(Box<vigil_host::serve::ServeArgs>),
 }
 
 #[derive(clap::Args, Debug)]

@@ -18,6 +18,7 @@ use tower_http::services::ServeDir;
 use vigil_core::EngineConfig;
 
 use crate::api::{self, ApiState, Credentials};
+use crate::mqtt::external::ExternalBrokerOptions;
 use crate::plugins::{PluginHost, PluginLimits};
 use crate::service::{Service, ServiceOptions};
 
@@ -81,6 +82,9 @@ pub struct ServeArgs {
     /// The MQTT broker.
     #[command(flatten)]
     pub mqtt: crate::mqtt::MqttArgs,
+    /// An external MQTT broker to attach to instead of the embedded one.
+    #[command(flatten)]
+    pub external_broker: crate::mqtt::external::ExternalBrokerArgs,
 }
 
 /// Serves until the process is interrupted. The first line on `out` is
@@ -112,16 +116,9 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
         let local = listener
             .local_addr()
             .context("failed to read the listening address")?;
-        let broker_options = crate::mqtt::BrokerOptions::from_args(
-            &args.mqtt,
-            args.bind,
-            args.port,
-            &args.data,
-            args.time_scale,
-        );
-        let broker = crate::mqtt::start(&broker_options, state.clone()).await?;
+        let mqtt = start_mqtt(args, state.clone()).await?;
         // One write, so a reader that stops after the first line cannot make a later line fail.
-        let banner = banner(local, &credentials, demo_dir.is_some(), broker.address);
+        let banner = banner(local, &credentials, demo_dir.is_some(), &mqtt);
         out.write_all(banner.as_bytes())?;
         out.flush().context("failed to write to stdout")?;
         tracing::info!(%local, "serving");
@@ -137,8 +134,30 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
     })
 }
 
-/// The lines printed at start; the first names the address.
-fn banner(local: SocketAddr, credentials: &Credentials, demo: bool, mqtt: SocketAddr) -> String {
+/// Starts the embedded MQTT broker, or attaches to the external one; returns the banner line
+/// that names it. Scripts read the embedded broker's address from `vigil serve: mqtt on ADDRESS`.
+async fn start_mqtt(args: &ServeArgs, state: ApiState) -> anyhow::Result<String> {
+    let external = ExternalBrokerOptions::from_args(&args.external_broker, args.time_scale)?;
+    if let Some(options) = external {
+        let attached = crate::mqtt::external::start(&options, state).await?;
+        return Ok(format!(
+            "vigil serve: mqtt attached to {} as client id {}\n",
+            attached.url, attached.client_id
+        ));
+    }
+    let options = crate::mqtt::BrokerOptions::from_args(
+        &args.mqtt,
+        args.bind,
+        args.port,
+        &args.data,
+        args.time_scale,
+    );
+    let broker = crate::mqtt::start(&options, state).await?;
+    Ok(format!("vigil serve: mqtt on {}\n", broker.address))
+}
+
+/// Builds the lines printed at start: the first names the address and the last the MQTT broker.
+fn banner(local: SocketAddr, credentials: &Credentials, demo: bool, mqtt_line: &str) -> String {
     let mut text = format!(
         "vigil serve: listening on http://{local}/\n  AWS API:     --endpoint-url http://{local}\n  \
          credentials: access key id {}\n",
@@ -148,7 +167,7 @@ fn banner(local: SocketAddr, credentials: &Credentials, demo: bool, mqtt: Socket
         text.push_str(&format!("  demo:        http://{local}{DEMO_PATH}\n"));
     }
     text.push_str(&format!("  metrics:     http://{local}/metrics\n"));
-    text.push_str(&format!("vigil serve: mqtt on {mqtt}\n"));
+    text.push_str(mqtt_line);
     text
 }
 

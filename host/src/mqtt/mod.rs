@@ -25,6 +25,7 @@
 pub mod codec;
 pub mod connection;
 pub mod events;
+pub mod external;
 pub mod passwords;
 pub mod reports;
 pub mod router;
