@@ -18,6 +18,7 @@ use tower_http::services::ServeDir;
 use vigil_core::EngineConfig;
 
 use crate::api::{self, ApiState, Credentials};
+use crate::mqtt::external::ExternalBrokerOptions;
 use crate::plugins::{PluginHost, PluginLimits};
 use crate::service::{Service, ServiceOptions};
 
@@ -85,6 +86,9 @@ pub struct ServeArgs {
     /// The MQTT broker.
     #[command(flatten)]
     pub mqtt: crate::mqtt::MqttArgs,
+    /// An external MQTT broker to attach to instead of the embedded one.
+    #[command(flatten)]
+    pub external_broker: crate::mqtt::external::ExternalBrokerArgs,
 }
 
 /// Serves until the process is interrupted. The first line on `out` is
@@ -117,16 +121,9 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
         let local = listener
             .local_addr()
             .context("failed to read the listening address")?;
-        let broker_options = crate::mqtt::BrokerOptions::from_args(
-            &args.mqtt,
-            args.bind,
-            args.port,
-            &args.data,
-            args.time_scale,
-        );
-        let broker = crate::mqtt::start(&broker_options, state.clone()).await?;
+        let mqtt = start_mqtt(args, state.clone()).await?;
         // One write, so a reader that stops after the first line cannot make a later line fail.
-        let banner = banner(local, &credentials, demo_dir.is_some(), &broker);
+        let banner = banner(local, &credentials, demo_dir.is_some(), &mqtt);
         out.write_all(banner.as_bytes())?;
         out.flush().context("failed to write to stdout")?;
         tracing::info!(%local, "serving");
@@ -144,13 +141,36 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
     })
 }
 
-/// The lines printed at start; the first names the address.
-fn banner(
-    local: SocketAddr,
-    credentials: &Credentials,
-    demo: bool,
-    broker: &crate::mqtt::Broker,
-) -> String {
+/// Starts the embedded MQTT broker, or attaches to the external one; returns the banner lines
+/// that name it. Scripts read the embedded broker's address from `vigil serve: mqtt on ADDRESS`.
+async fn start_mqtt(args: &ServeArgs, state: ApiState) -> anyhow::Result<String> {
+    let external = ExternalBrokerOptions::from_args(&args.external_broker, args.time_scale)?;
+    if let Some(options) = external {
+        let attached = crate::mqtt::external::start(&options, state).await?;
+        return Ok(format!(
+            "vigil serve: mqtt attached to {} as client id {}\n",
+            attached.url, attached.client_id
+        ));
+    }
+    let options = crate::mqtt::BrokerOptions::from_args(
+        &args.mqtt,
+        args.bind,
+        args.port,
+        &args.data,
+        args.time_scale,
+    );
+    let broker = crate::mqtt::start(&options, state).await?;
+    // The plain MQTT line comes last: clients that read up to it have seen every address.
+    let mut lines = String::new();
+    if let Some(tls) = broker.tls_address {
+        lines.push_str(&format!("vigil serve: mqtt over tls on {tls}\n"));
+    }
+    lines.push_str(&format!("vigil serve: mqtt on {}\n", broker.address));
+    Ok(lines)
+}
+
+/// Builds the lines printed at start: the first names the address and the last the MQTT broker.
+fn banner(local: SocketAddr, credentials: &Credentials, demo: bool, mqtt_line: &str) -> String {
     let mut text = format!(
         "vigil serve: listening on http://{local}/\n  AWS API:     --endpoint-url http://{local}\n  \
          credentials: access key id {}\n",
@@ -160,11 +180,7 @@ fn banner(
         text.push_str(&format!("  demo:        http://{local}{DEMO_PATH}\n"));
     }
     text.push_str(&format!("  metrics:     http://{local}/metrics\n"));
-    // The plain MQTT line comes last: clients that read up to it have seen every address.
-    if let Some(tls) = broker.tls_address {
-        text.push_str(&format!("vigil serve: mqtt over tls on {tls}\n"));
-    }
-    text.push_str(&format!("vigil serve: mqtt on {}\n", broker.address));
+    text.push_str(mqtt_line);
     text
 }
 

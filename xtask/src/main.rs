@@ -280,10 +280,11 @@ fn test(workspace: &Workspace) -> anyhow::Result<()> {
         args.extend(["--", "-D", "warnings"]);
         run(&mut workspace.cargo(&args))
     })?;
-    step(
-        "tests",
-        || run(&mut workspace.cargo(&["test", "--release"])),
-    )?;
+    step("tests", || {
+        // `host/tests/serve_external_broker.rs` starts a Mosquitto broker.
+        mqtt::ensure_mosquitto_broker()?;
+        run(&mut workspace.cargo(&["test", "--release"]))
+    })?;
     browser_step(workspace)?;
     step("AWS CLI and boto3 against vigil serve", || {
         python::test_aws_clients(workspace)

@@ -14,7 +14,7 @@ use super::codec::{
     ReadError, Version, Will,
 };
 use super::passwords::Passwords;
-use super::reports::PendingReport;
+use super::reports::{EmbeddedAck, PendingReport};
 use super::router::{OUTBOX_CAPACITY, Outbound, Outbox, Router};
 use super::topics;
 
@@ -325,8 +325,10 @@ impl Session<'_> {
                 thing: report.thing.to_owned(),
                 format: report.format,
                 payload: publish.payload,
-                origin: self.outbox.clone(),
-                ack,
+                ack: EmbeddedAck {
+                    origin: self.outbox.clone(),
+                    pkid: ack,
+                },
             };
             self.shared
                 .reports

@@ -26,6 +26,7 @@
 pub mod codec;
 pub mod connection;
 pub mod events;
+pub mod external;
 pub mod passwords;
 pub mod reports;
 pub mod router;

@@ -1,11 +1,12 @@
 //! Device Defender metrics reports: batched into the engine, committed, then replied to.
 //!
-//! Connections queue each report published on `$aws/things/{thing}/defender/metrics/{json|cbor}`.
-//! The ingester takes every report waiting, runs them as one `IngestReports` command and
+//! The receiver of a report published on `$aws/things/{thing}/defender/metrics/{json|cbor}`
+//! queues it: a connection of the embedded broker, or the client attached to an external
+//! broker. The ingester takes every report waiting, runs them as one `IngestReports` command and
 //! commits it with [`ApiState::call`]. Only after the commit does it publish the replies on
-//! `/accepted` and `/rejected` and acknowledge QoS 1 publishes, so an accepted report is a
-//! stored one. If the commit fails, the reports' connections are closed without an answer and
-//! their clients send again.
+//! `/accepted` and `/rejected` and acknowledge QoS 1 publishes, through a [`ReplySink`], so an
+//! accepted report is a stored one. If the commit fails, the sink drops the reports without a
+//! reply so that they are sent again.
 
 use std::sync::Arc;
 
@@ -27,26 +28,77 @@ pub const MAX_BATCH: usize = 4096;
 /// Reports waiting for the ingester before publishers wait.
 pub const QUEUE_CAPACITY: usize = 16_384;
 
-/// A report waiting to be ingested.
+/// A report waiting to be ingested, with what acknowledges its publish once it is stored.
 #[derive(Debug)]
-pub struct PendingReport {
+pub struct PendingReport<A = EmbeddedAck> {
     /// The thing named in the topic.
     pub thing: String,
     /// JSON or CBOR.
     pub format: ReportFormat,
     /// The document.
     pub payload: Bytes,
+    /// Acknowledges the publish that carried the report.
+    pub ack: A,
+}
+
+/// The acknowledgement of a report published to the embedded broker.
+#[derive(Debug)]
+pub struct EmbeddedAck {
     /// The publishing connection.
     pub origin: Outbox,
     /// Packet id of a QoS 1 publish, acknowledged once the report is stored.
-    pub ack: Option<u16>,
+    pub pkid: Option<u16>,
+}
+
+/// Destination of the replies to stored reports, which also acknowledges their publishes.
+pub trait ReplySink: Send + Sync + 'static {
+    /// Acknowledgement of one report's publish.
+    type Ack: Send + 'static;
+
+    /// Publishes a reply at QoS 1.
+    fn publish_reply(&self, topic: &str, payload: Bytes);
+
+    /// Acknowledges the publish of a stored report, after its reply.
+    fn acknowledge(&self, ack: Self::Ack);
+
+    /// Drops reports that could not be stored, without acknowledging them, so that they are
+    /// sent again.
+    fn abandon(&self, acks: Vec<Self::Ack>);
+}
+
+/// The embedded broker replies through its router and acknowledges on the publishing
+/// connection.
+impl ReplySink for Router {
+    type Ack = EmbeddedAck;
+
+    fn publish_reply(&self, topic: &str, payload: Bytes) {
+        self.publish(topic, payload, 1);
+    }
+
+    fn acknowledge(&self, ack: EmbeddedAck) {
+        if let Some(pkid) = ack.pkid {
+            let _ = ack
+                .origin
+                .try_send(Outbound::Packet(Outgoing::PubAck(pkid, true)));
+        }
+    }
+
+    /// Closes the reporting connections, because MQTT has no negative acknowledgement for a
+    /// QoS 1 publish: their clients send the reports again after reconnecting.
+    fn abandon(&self, acks: Vec<EmbeddedAck>) {
+        for ack in acks {
+            let _ = ack
+                .origin
+                .try_send(Outbound::Close(CloseReason::Unavailable));
+        }
+    }
 }
 
 /// Ingests queued reports until every sender is gone.
-pub async fn ingest_forever(
-    mut queue: mpsc::Receiver<PendingReport>,
+pub async fn ingest_forever<S: ReplySink>(
+    mut queue: mpsc::Receiver<PendingReport<S::Ack>>,
     state: ApiState,
-    router: Arc<Router>,
+    sink: Arc<S>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -58,16 +110,12 @@ pub async fn ingest_forever(
         match state.call(move |service| ingest(service, reports)).await {
             Ok((outcomes, received_at)) => {
                 for (report, outcome) in pending.into_iter().zip(outcomes) {
-                    answer(&router, report, &outcome, received_at);
+                    answer(&*sink, report, &outcome, received_at);
                 }
             }
             Err(error) => {
                 tracing::error!(?error, reports = pending.len(), "failed to store reports");
-                for report in pending {
-                    let _ = report
-                        .origin
-                        .try_send(Outbound::Close(CloseReason::Unavailable));
-                }
+                sink.abandon(pending.into_iter().map(|report| report.ack).collect());
             }
         }
     }
@@ -95,7 +143,12 @@ fn ingest(
 }
 
 /// Publishes the reply to a stored report and acknowledges its publish.
-fn answer(router: &Router, report: PendingReport, outcome: &ReportOutcome, at: Timestamp) {
+fn answer<S: ReplySink>(
+    sink: &S,
+    report: PendingReport<S::Ack>,
+    outcome: &ReportOutcome,
+    at: Timestamp,
+) {
     let topic = ReportTopic {
         thing: &report.thing,
         format: report.format,
@@ -103,16 +156,10 @@ fn answer(router: &Router, report: PendingReport, outcome: &ReportOutcome, at: T
     let accepted = matches!(outcome, ReportOutcome::Accepted(_));
     let body = reply_body(&report.thing, outcome, at);
     match encode(&body, report.format) {
-        Ok(payload) => {
-            router.publish(&topic.reply_topic(accepted), payload, 1);
-        }
+        Ok(payload) => sink.publish_reply(&topic.reply_topic(accepted), payload),
         Err(error) => tracing::error!(error = %format!("{error:#}"), "failed to encode a reply"),
     }
-    if let Some(pkid) = report.ack {
-        let _ = report
-            .origin
-            .try_send(Outbound::Packet(Outgoing::PubAck(pkid, true)));
-    }
+    sink.acknowledge(report.ack);
 }
 
 /// Builds the reply document of AWS IoT Device Defender.
