@@ -1,43 +1,26 @@
 //! The MQTT broker of `vigil serve`, driven by the `rumqttc` client over 3.1.1 and 5: reports
 //! replied to on `/accepted` and `/rejected` and stored before the reply, rejected credentials and
-//! topics counted as authorization failures.
+//! topics counted as authorization failures, TLS with device certificates, and `vigil bench-mqtt`.
 
-use std::io::{BufRead as _, BufReader};
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use common::{ALL_THINGS, Server, metric_values, retain, test_folder, wait_for_sum};
 use rumqttc::mqttbytes::v4;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
-use vigil_host::api::Credentials;
 use vigil_host::api::client::{ApiClient, encode};
-
-const ALL_THINGS: &str = "arn:aws:iot:us-east-1:123456789012:all/things";
-const ACCESS_KEY: &str = "AKIDVIGILMQTT";
-const SECRET_KEY: &str = "vigil-mqtt-secret";
-
-/// A fresh folder with an API credentials file; returns (folder, credentials).
-fn test_folder(name: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let credentials = dir.join("credentials");
-    let profile = format!(
-        "[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
-    );
-    std::fs::write(&credentials, profile).unwrap();
-    (dir, credentials)
-}
 
 /// A `vigil serve` with its broker, killed when dropped.
 struct Broker {
-    child: Child,
-    http: SocketAddr,
+    server: Server,
     mqtt: SocketAddr,
     /// The TLS listener, when the server was started with a certificate.
     mqtt_tls: Option<SocketAddr>,
@@ -45,56 +28,29 @@ struct Broker {
 
 impl Broker {
     fn start(data: &Path, credentials: &Path, extra: &[&str]) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["serve", "--port", "0", "--data"])
-            .arg(data)
-            .arg("--credentials")
-            .arg(credentials)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("vigil serve starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut http, mut mqtt_tls) = (None, None);
-        let mqtt = loop {
-            let line = lines.next().expect("a banner line").unwrap();
-            if let Some(address) = line.strip_prefix("vigil serve: listening on http://") {
-                http = address.trim_end_matches('/').parse().ok();
-            }
-            if let Some(address) = line.strip_prefix("vigil serve: mqtt over tls on ") {
-                mqtt_tls = Some(address.parse().unwrap());
-            }
-            if let Some(address) = line.strip_prefix("vigil serve: mqtt on ") {
-                break address.parse().unwrap();
-            }
+        let server = Server::start(data, credentials, extra);
+        let address = |prefix: &str| {
+            server
+                .banner
+                .iter()
+                .find_map(|line| line.strip_prefix(prefix))
+                .map(|address| address.parse().unwrap())
         };
+        let mqtt = address("vigil serve: mqtt on ").expect("an MQTT address in the banner");
+        let mqtt_tls = address("vigil serve: mqtt over tls on ");
         Broker {
-            child,
-            http: http.expect("the HTTP address comes first"),
+            server,
             mqtt,
             mqtt_tls,
         }
     }
 
     fn client(&self) -> ApiClient {
-        ApiClient::new(
-            self.http,
-            Credentials::new(ACCESS_KEY, SECRET_KEY),
-            "us-east-1",
-        )
+        self.server.client()
     }
 
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn kill(self) {
+        self.server.kill();
     }
 }
 
@@ -195,63 +151,6 @@ fn report(report_id: u64, bytes_out: u64) -> String {
         r#"{{"header":{{"report_id":{report_id},"version":"1.0"}},"metrics":{{"network_stats":
         {{"bytes_in":10,"bytes_out":{bytes_out},"packets_in":1,"packets_out":2}}}}}}"#
     )
-}
-
-/// Creates a profile whose behaviors never alarm but retain `metrics` for every thing.
-fn retain(client: &mut ApiClient, metrics: &[&str]) {
-    let behaviors: Vec<String> = metrics
-        .iter()
-        .enumerate()
-        .map(|(index, metric)| {
-            format!(
-                r#"{{"name":"retain-{index}","metric":"{metric}","criteria":{{"comparisonOperator":
-                "greater-than","value":{{"count":1000000000}},"consecutiveDatapointsToAlarm":1,
-                "consecutiveDatapointsToClear":1}}}}"#
-            )
-        })
-        .collect();
-    let body = format!(r#"{{"behaviors":[{}]}}"#, behaviors.join(","));
-    let created = client
-        .send("POST", "/security-profiles/retain", "", &body)
-        .unwrap();
-    assert_eq!(created.status, 200, "{}", created.body);
-    let attached = client
-        .send(
-            "PUT",
-            "/security-profiles/retain/targets",
-            &format!("securityProfileTargetArn={}", encode(ALL_THINGS)),
-            "",
-        )
-        .unwrap();
-    assert_eq!(attached.status, 200, "{}", attached.body);
-}
-
-/// The stored values of one metric of one thing.
-fn metric_values(client: &mut ApiClient, thing: &str, metric: &str) -> Vec<i64> {
-    let query = format!(
-        "thingName={thing}&metricName={}&startTime=0&endTime=4000000000",
-        encode(metric)
-    );
-    let response = client.send("GET", "/metric-values", &query, "").unwrap();
-    assert_eq!(response.status, 200, "{}", response.body);
-    response.json().unwrap()["metricDatumList"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|datum| datum["value"]["count"].as_i64().unwrap())
-        .collect()
-}
-
-/// Polls until the summed values of `metric` reach `expected`; returns the sum seen last.
-fn wait_for_sum(client: &mut ApiClient, thing: &str, metric: &str, expected: i64) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let sum = metric_values(client, thing, metric).iter().sum();
-        if sum >= expected || Instant::now() > deadline {
-            return sum;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

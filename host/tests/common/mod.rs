@@ -46,10 +46,13 @@ impl Server {
             .expect("vigil serve starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut banner = Vec::new();
-        while banner
-            .last()
-            .is_none_or(|line: &String| !line.starts_with("vigil serve: mqtt "))
-        {
+        // The banner ends with the plain MQTT line or the attached broker's line; the TLS
+        // listener's line comes before them.
+        let ends_banner = |line: &String| {
+            line.starts_with("vigil serve: mqtt ")
+                && !line.starts_with("vigil serve: mqtt over tls on ")
+        };
+        while !banner.last().is_some_and(ends_banner) {
             match lines.next() {
                 Some(line) => banner.push(line.unwrap()),
                 None => panic!("vigil serve exited during its banner: {banner:?}"),
