@@ -614,7 +614,7 @@ fn read_tcp_connections(section: &Node, datapoints: &mut Vec<ReportDatapoint>) -
 /// Reads the IP address of `ip:port` or `[ipv6]:port`, the forms agents send. Released versions
 /// of AWS's reference agent write IPv6 peers without brackets (`::1:51644`), so an unbracketed
 /// IPv6 address followed by `:port` is read as that address. A bare IPv4 address is accepted as
-/// well; a bare IPv6 address cannot be told apart from the unbracketed form and is read as one.
+/// well; a bare IPv6 address looks like the unbracketed form, so it is read as one.
 fn remote_ip(remote_addr: &Node) -> Walk<IpAddr> {
     let text = remote_addr.text()?;
     let address = text
@@ -1082,7 +1082,7 @@ mod tests {
     }
 
     #[test]
-    fn unbracketed_ipv6_peers_of_the_reference_agent_drop_their_port() {
+    fn unbracketed_ipv6_remote_addr_drops_port() {
         let document = with_metrics(
             r#"{"tcp_connections":{"established_connections":{"connections":[
                 {"remote_addr":"::1:51644"},

@@ -247,7 +247,7 @@ impl Service {
         &self.store
     }
 
-    /// The database, for writes outside the journal.
+    /// Returns the database, for writes outside the journal.
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
     }
@@ -303,7 +303,7 @@ impl Service {
         self.snapshot_if_due()
     }
 
-    /// The SNS alerts that `events` raise, from the profiles' alert targets.
+    /// Builds the SNS alerts that `events` raise, from the profiles' alert targets.
     fn alert_notifications(
         &mut self,
         events: &[vigil_core::model::ViolationEvent],

@@ -338,6 +338,7 @@ async fn notifications(
                 .notifications(topic_arn.as_deref(), after_id, limit + 1)?)
         })
         .await?;
+
     let more = page.len() > limit;
     let page: Vec<_> = page.into_iter().take(limit).collect();
     let next_token = more
@@ -356,6 +357,7 @@ async fn notifications(
             })
         })
         .collect();
+
     let mut body = serde_json::json!({ "notifications": items });
     if let Some(token) = next_token {
         body["nextToken"] = token.into();

@@ -131,7 +131,7 @@ where
 }
 
 /// Checks the client id, the credentials and the will topic, recording the attempt and any
-/// failure as broker events. A verified certificate stands in for the password, but only for
+/// failure as broker events. A verified certificate replaces the password, but only for
 /// the thing it names.
 fn authenticate(
     request: &ConnectRequest,

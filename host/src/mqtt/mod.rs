@@ -16,9 +16,9 @@
 //!
 //! # What it supports
 //!
-//! MQTT 3.1.1 and 5 over TCP, and over TLS when a server certificate is given ([`tls`]); QoS
-//! 0 and 1 (AWS IoT Core has no QoS 2, and neither does this broker); clean sessions only; will
-//! messages; no retained messages. A device authenticates with a certificate signed by the
+//! MQTT 3.1.1 and 5 over TCP, and over TLS when a server certificate is given ([`tls`]). QoS
+//! 0 and 1 only, because AWS IoT Core has no QoS 2 either. Clean sessions only, will messages,
+//! no retained messages. A device authenticates with a certificate signed by the
 //! configured CA, whose common name is the thing name, or with user name and password from the
 //! password file ([`passwords`]); either way the client id must be the thing name. A thing
 //! publishes and subscribes only inside its own topics ([`topics`]). See `docs/mqtt.md`.
@@ -98,13 +98,13 @@ impl MqttArgs {
             .unwrap_or(if http_port == 0 { 0 } else { DEFAULT_PORT })
     }
 
-    /// The TLS port to listen on, given the HTTP port.
+    /// Returns the TLS port to listen on, given the HTTP port.
     pub fn tls_port(&self, http_port: u16) -> u16 {
         self.mqtt_tls_port
             .unwrap_or(if http_port == 0 { 0 } else { DEFAULT_TLS_PORT })
     }
 
-    /// Where the TLS listener finds its files, when TLS is on.
+    /// Returns the paths of the TLS listener's files, when TLS is on.
     pub fn tls_settings(&self) -> Option<TlsSettings> {
         let (certificate, key) = self.mqtt_tls_cert.clone().zip(self.mqtt_tls_key.clone())?;
         Some(TlsSettings {
@@ -218,7 +218,7 @@ pub async fn start(options: &BrokerOptions, state: ApiState) -> anyhow::Result<B
     })
 }
 
-/// Binds a listener and reads back its address, which tells the port when 0 was asked for.
+/// Binds a listener and reads back its address, which has the chosen port when 0 was requested.
 async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(address)
         .await
