@@ -25,6 +25,20 @@ fn create_profile(client: &mut ApiClient, name: &str) -> ClientResponse {
         .unwrap()
 }
 
+/// Attaches the profile `name` to every thing.
+fn attach_to_all_things(client: &mut ApiClient, name: &str) {
+    let target = encode(common::ALL_THINGS);
+    let attached = client
+        .send(
+            "PUT",
+            &format!("/security-profiles/{name}/targets"),
+            &format!("securityProfileTargetArn={target}"),
+            "",
+        )
+        .unwrap();
+    assert_eq!(attached.status, 200, "{}", attached.body);
+}
+
 /// Asserts an AWS error of `kind` whose message contains `words`.
 fn assert_error(response: &ClientResponse, status: u16, kind: &str, words: &str) {
     assert_eq!(response.status, status, "{}", response.body);
@@ -260,15 +274,7 @@ fn a_static_violation_is_listed_and_kept_across_a_restart() {
     let server = Server::start(&data, &credentials, &[]);
     let mut client = server.client();
     assert_eq!(create_profile(&mut client, "watch").status, 200);
-    let target = encode("arn:aws:iot:us-east-1:123456789012:all/things");
-    client
-        .send(
-            "PUT",
-            "/security-profiles/watch/targets",
-            &format!("securityProfileTargetArn={target}"),
-            "",
-        )
-        .unwrap();
+    attach_to_all_things(&mut client, "watch");
     // A recent datapoint: alarms of things silent for two days are invalidated.
     let timestamp = vigil_host::service::wall_clock_ms() / 1000 - 600;
     let ingested = client
@@ -347,15 +353,7 @@ fn ml_training_resumes_after_a_restart_instead_of_starting_over() {
         )
         .unwrap();
     assert_eq!(created.status, 200, "{}", created.body);
-    let target = encode("arn:aws:iot:us-east-1:123456789012:all/things");
-    client
-        .send(
-            "PUT",
-            "/security-profiles/ml/targets",
-            &format!("securityProfileTargetArn={target}"),
-            "",
-        )
-        .unwrap();
+    attach_to_all_things(&mut client, "ml");
     let summary = |client: &mut ApiClient| {
         client
             .send(
@@ -463,15 +461,7 @@ fn alerts_of_unsuppressed_behaviors_reach_the_webhook_and_the_list() {
         .send("POST", "/security-profiles/alerting", "", &profile)
         .unwrap();
     assert_eq!(created.status, 200, "{}", created.body);
-    let target = encode("arn:aws:iot:us-east-1:123456789012:all/things");
-    client
-        .send(
-            "PUT",
-            "/security-profiles/alerting/targets",
-            &format!("securityProfileTargetArn={target}"),
-            "",
-        )
-        .unwrap();
+    attach_to_all_things(&mut client, "alerting");
     let timestamp = vigil_host::service::wall_clock_ms() / 1000 - 600;
     let ingested = client
         .send(

@@ -583,6 +583,21 @@ fn certificates(dir: &Path, things: &[&str]) -> PathBuf {
     certs
 }
 
+/// Starts a server whose TLS listener uses the files of `certs`; returns it and that listener.
+fn start_with_tls(
+    dir: &Path,
+    credentials: &Path,
+    certs: &Path,
+    extra: &[&str],
+) -> (Broker, SocketAddr) {
+    let mut arguments = tls_arguments(certs);
+    arguments.extend(extra.iter().map(|argument| argument.to_string()));
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let broker = Broker::start(dir, credentials, &arguments);
+    let tls = broker.mqtt_tls.expect("a TLS listener");
+    (broker, tls)
+}
+
 fn tls_arguments(certs: &Path) -> Vec<String> {
     let path = |name: &str| certs.join(name).to_str().unwrap().to_owned();
     vec![
@@ -635,15 +650,7 @@ async fn tls_stream(
 async fn a_device_certificate_logs_in_as_its_thing_and_its_report_is_accepted() {
     let (dir, credentials) = folder_with_things("mqtt-tls-cert", &[]);
     let certs = certificates(&dir, &["meter-1"]);
-    let broker = Broker::start(
-        &dir,
-        &credentials,
-        &tls_arguments(&certs)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    let tls = broker.mqtt_tls.expect("a TLS listener");
+    let (broker, tls) = start_with_tls(&dir, &credentials, &certs, &[]);
     retain(&mut broker.client(), &["aws:all-bytes-out"]);
 
     let stream = tls_stream(tls, &certs, Some("meter-1")).await.unwrap();
@@ -693,15 +700,7 @@ async fn a_device_certificate_logs_in_as_its_thing_and_its_report_is_accepted() 
 async fn a_certificate_does_not_log_in_as_another_thing() {
     let (dir, credentials) = folder_with_things("mqtt-tls-other", &["meter-2"]);
     let certs = certificates(&dir, &["meter-1"]);
-    let broker = Broker::start(
-        &dir,
-        &credentials,
-        &tls_arguments(&certs)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    let tls = broker.mqtt_tls.expect("a TLS listener");
+    let (_broker, tls) = start_with_tls(&dir, &credentials, &certs, &[]);
 
     let stream = tls_stream(tls, &certs, Some("meter-1")).await.unwrap();
     let (_, code) = connect_over(stream, "meter-2", Some("pw-meter-2")).await;
@@ -712,15 +711,7 @@ async fn a_certificate_does_not_log_in_as_another_thing() {
 async fn without_a_certificate_tls_clients_log_in_with_their_password() {
     let (dir, credentials) = folder_with_things("mqtt-tls-password", &["meter-3"]);
     let certs = certificates(&dir, &[]);
-    let broker = Broker::start(
-        &dir,
-        &credentials,
-        &tls_arguments(&certs)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    let tls = broker.mqtt_tls.expect("a TLS listener");
+    let (_broker, tls) = start_with_tls(&dir, &credentials, &certs, &[]);
 
     let stream = tls_stream(tls, &certs, None).await.unwrap();
     let (_, code) = connect_over(stream, "meter-3", Some("pw-meter-3")).await;
@@ -734,14 +725,8 @@ async fn without_a_certificate_tls_clients_log_in_with_their_password() {
 async fn when_certificates_are_required_a_client_without_one_gets_no_session() {
     let (dir, credentials) = folder_with_things("mqtt-tls-required", &["meter-4"]);
     let certs = certificates(&dir, &[]);
-    let mut arguments = tls_arguments(&certs);
-    arguments.push("--mqtt-require-client-cert".into());
-    let broker = Broker::start(
-        &dir,
-        &credentials,
-        &arguments.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    let tls = broker.mqtt_tls.expect("a TLS listener");
+    let (_broker, tls) =
+        start_with_tls(&dir, &credentials, &certs, &["--mqtt-require-client-cert"]);
 
     // TLS 1.3 servers check the client certificate after the client's handshake ends, so the
     // refusal arrives as an alert on the first read rather than from `connect`.
