@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::device::Device;
 use common::{Server, metric_values, retain, serve_command, test_folder, wait_for_sum};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc;
+use rumqttc::MqttOptions;
 
 /// The broker from Debian's `mosquitto` package.
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
@@ -205,105 +205,12 @@ fn start_vigil(dir: &Path, credentials: &Path, args: &[String], extra: &[&str]) 
     Server::start(dir, credentials, &all)
 }
 
-/// What a device saw.
-#[derive(Debug)]
-enum Seen {
-    Connected,
-    Subscribed(Vec<String>),
-    PublishAcknowledged,
-    Message(String, Vec<u8>),
-    Ended(String),
-}
-
-/// A device connected to Mosquitto, whose event loop runs in a task and forwards what it
-/// receives.
-struct Device {
-    client: AsyncClient,
-    seen: mpsc::UnboundedReceiver<Seen>,
-}
-
-impl Device {
-    /// Connects `client_id` with the user name and password `user`, `pw-{user}`.
-    async fn connect(broker: &Mosquitto, client_id: &str, user: &str) -> Device {
-        let mut options = MqttOptions::new(client_id, "127.0.0.1", broker.port);
-        options.set_credentials(user, format!("pw-{user}"));
-        options.set_keep_alive(Duration::from_secs(30));
-        let (client, mut events) = AsyncClient::new(options, 16);
-        let (tx, seen) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                let seen = match events.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => Seen::Connected,
-                    Ok(Event::Incoming(Packet::SubAck(ack))) => Seen::Subscribed(
-                        ack.return_codes.iter().map(|c| format!("{c:?}")).collect(),
-                    ),
-                    Ok(Event::Incoming(Packet::PubAck(_))) => Seen::PublishAcknowledged,
-                    Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        Seen::Message(publish.topic, publish.payload.to_vec())
-                    }
-                    Ok(_) => continue,
-                    Err(error) => {
-                        let _ = tx.send(Seen::Ended(error.to_string()));
-                        return;
-                    }
-                };
-                if tx.send(seen).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut device = Device { client, seen };
-        match device.next().await {
-            Seen::Connected => device,
-            other => panic!("{client_id} did not connect: {other:?}"),
-        }
-    }
-
-    async fn next(&mut self) -> Seen {
-        tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
-            .await
-            .expect("an event within 10 s")
-            .expect("the event loop is running")
-    }
-
-    async fn subscribe(&mut self, filter: &str) -> Vec<String> {
-        self.client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        loop {
-            match self.next().await {
-                Seen::Subscribed(codes) => return codes,
-                Seen::Ended(error) => panic!("connection ended: {error}"),
-                _ => {}
-            }
-        }
-    }
-
-    /// Publishes at QoS 1 and waits for Mosquitto's PUBACK.
-    async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload.into())
-            .await
-            .unwrap();
-        loop {
-            match self.next().await {
-                Seen::PublishAcknowledged => return,
-                Seen::Ended(error) => panic!("connection ended: {error}"),
-                _ => {}
-            }
-        }
-    }
-
-    async fn message(&mut self) -> (String, Vec<u8>) {
-        loop {
-            match self.next().await {
-                Seen::Message(topic, payload) => return (topic, payload),
-                Seen::Ended(error) => panic!("connection ended: {error}"),
-                _ => {}
-            }
-        }
-    }
+/// Connects `client_id` to Mosquitto with the user name and password `user`, `pw-{user}`.
+async fn connect(broker: &Mosquitto, client_id: &str, user: &str) -> Device {
+    let options = MqttOptions::new(client_id, "127.0.0.1", broker.port);
+    Device::start(options, user, &format!("pw-{user}"))
+        .connected()
+        .await
 }
 
 fn report(report_id: u64, bytes_out: u64) -> String {
@@ -326,7 +233,7 @@ async fn json_report_is_accepted_and_stored() {
     );
     retain(&mut vigil.client(), &["aws:all-bytes-out"]);
 
-    let mut device = Device::connect(&broker, "pump-1", "pump-1").await;
+    let mut device = connect(&broker, "pump-1", "pump-1").await;
     let codes = device
         .subscribe("$aws/things/pump-1/defender/metrics/json/+")
         .await;
@@ -355,7 +262,7 @@ async fn json_report_is_accepted_and_stored() {
 async fn second_report_within_300_s_is_throttled() {
     let (dir, credentials, broker, args) = attached_setup("external-throttled", &["pump-2"]);
     let _vigil = start_vigil(&dir, &credentials, &args, &[]);
-    let mut device = Device::connect(&broker, "pump-2", "pump-2").await;
+    let mut device = connect(&broker, "pump-2", "pump-2").await;
     device
         .subscribe("$aws/things/pump-2/defender/metrics/json/+")
         .await;
@@ -381,7 +288,7 @@ async fn second_report_within_300_s_is_throttled() {
 async fn malformed_cbor_report_gets_a_cbor_rejection() {
     let (dir, credentials, broker, args) = attached_setup("external-cbor", &["pump-3"]);
     let _vigil = start_vigil(&dir, &credentials, &args, &[]);
-    let mut device = Device::connect(&broker, "pump-3", "pump-3").await;
+    let mut device = connect(&broker, "pump-3", "pump-3").await;
     device
         .subscribe("$aws/things/pump-3/defender/metrics/cbor/+")
         .await;
@@ -403,7 +310,7 @@ async fn report_sent_while_vigil_is_down_is_accepted() {
     let (dir, credentials, broker, args) = attached_setup("external-restart", &["pump-4"]);
     let vigil = start_vigil(&dir, &credentials, &args, &[]);
     retain(&mut vigil.client(), &["aws:all-bytes-out"]);
-    let mut device = Device::connect(&broker, "pump-4", "pump-4").await;
+    let mut device = connect(&broker, "pump-4", "pump-4").await;
     device
         .subscribe("$aws/things/pump-4/defender/metrics/json/+")
         .await;
@@ -438,7 +345,7 @@ async fn vigil_subscribes_again_after_the_broker_restarts() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut device = Device::connect(&broker, "pump-5", "pump-5").await;
+    let mut device = connect(&broker, "pump-5", "pump-5").await;
     device
         .subscribe("$aws/things/pump-5/defender/metrics/json/+")
         .await;
@@ -459,7 +366,7 @@ async fn lifecycle_events_count_as_connection_attempts_and_disconnects() {
         &["aws:num-connection-attempts", "aws:num-disconnects"],
     );
 
-    let mut bridge = Device::connect(&broker, "bridge-1", BRIDGE_USER).await;
+    let mut bridge = connect(&broker, "bridge-1", BRIDGE_USER).await;
     // A document whose event type does not match its topic is not counted.
     bridge
         .publish(

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use common::device::Device;
 use common::{ALL_THINGS, Server, metric_values, retain, test_folder, wait_for_sum};
 use rumqttc::mqttbytes::v4;
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
+use rumqttc::{ConnectReturnCode, MqttOptions, QoS};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::mpsc;
 use vigil_host::api::client::{ApiClient, encode};
 
 /// A `vigil serve` with its broker, killed when dropped.
@@ -62,88 +62,13 @@ fn folder_with_things(name: &str, things: &[&str]) -> (PathBuf, PathBuf) {
     (dir, credentials)
 }
 
-/// What a client saw.
-#[derive(Debug)]
-enum Seen {
-    Connected,
-    Subscribed(Vec<String>),
-    Message(String, Vec<u8>),
-    Ended(String),
-}
-
-/// A client whose event loop runs in a task and forwards what it receives.
-struct Device {
-    client: AsyncClient,
-    seen: mpsc::UnboundedReceiver<Seen>,
-}
-
-impl Device {
-    async fn connect(broker: &Broker, thing: &str, password: &str) -> Device {
-        let mut options = MqttOptions::new(thing, "127.0.0.1", broker.mqtt.port());
-        options.set_credentials(thing, password);
-        options.set_keep_alive(Duration::from_secs(30));
-        let (client, mut events) = AsyncClient::new(options, 16);
-        let (tx, seen) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                let seen = match events.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => Seen::Connected,
-                    Ok(Event::Incoming(Packet::SubAck(ack))) => Seen::Subscribed(
-                        ack.return_codes.iter().map(|c| format!("{c:?}")).collect(),
-                    ),
-                    Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        Seen::Message(publish.topic, publish.payload.to_vec())
-                    }
-                    Ok(_) => continue,
-                    Err(error) => {
-                        let _ = tx.send(Seen::Ended(error.to_string()));
-                        return;
-                    }
-                };
-                if tx.send(seen).is_err() {
-                    return;
-                }
-            }
-        });
-        Device { client, seen }
-    }
-
-    async fn next(&mut self) -> Seen {
-        tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
-            .await
-            .expect("an event within 10 s")
-            .expect("the event loop is running")
-    }
-
-    async fn subscribe(&mut self, filter: &str) -> Vec<String> {
-        self.client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        loop {
-            if let Seen::Subscribed(codes) = self.next().await {
-                return codes;
-            }
-        }
-    }
-
-    async fn message(&mut self) -> (String, Vec<u8>) {
-        loop {
-            match self.next().await {
-                Seen::Message(topic, payload) => return (topic, payload),
-                Seen::Ended(error) => panic!("connection ended: {error}"),
-                _ => {}
-            }
-        }
-    }
-
-    async fn ended(&mut self) -> String {
-        loop {
-            if let Seen::Ended(error) = self.next().await {
-                return error;
-            }
-        }
-    }
+/// Starts a client for `thing` with `password`, without waiting for CONNACK.
+fn device(broker: &Broker, thing: &str, password: &str) -> Device {
+    Device::start(
+        MqttOptions::new(thing, "127.0.0.1", broker.mqtt.port()),
+        thing,
+        password,
+    )
 }
 
 fn report(report_id: u64, bytes_out: u64) -> String {
@@ -159,7 +84,7 @@ async fn accepted_report_is_stored_before_its_reply() {
     let broker = Broker::start(&dir, &credentials, &[]);
     retain(&mut broker.client(), &["aws:all-bytes-out"]);
 
-    let mut device = Device::connect(&broker, "pump-1", "pw-pump-1").await;
+    let mut device = device(&broker, "pump-1", "pw-pump-1");
     let codes = device
         .subscribe("$aws/things/pump-1/defender/metrics/json/+")
         .await;
@@ -192,7 +117,7 @@ async fn accepted_report_is_stored_before_its_reply() {
 async fn a_second_report_within_five_minutes_is_rejected_as_throttled() {
     let (dir, credentials) = folder_with_things("mqtt-throttled", &["pump-2"]);
     let broker = Broker::start(&dir, &credentials, &[]);
-    let mut device = Device::connect(&broker, "pump-2", "pw-pump-2").await;
+    let mut device = device(&broker, "pump-2", "pw-pump-2");
     device
         .subscribe("$aws/things/pump-2/defender/metrics/json/+")
         .await;
@@ -222,7 +147,7 @@ async fn a_second_report_within_five_minutes_is_rejected_as_throttled() {
 async fn a_malformed_cbor_report_is_rejected_in_cbor() {
     let (dir, credentials) = folder_with_things("mqtt-cbor", &["pump-3"]);
     let broker = Broker::start(&dir, &credentials, &[]);
-    let mut device = Device::connect(&broker, "pump-3", "pw-pump-3").await;
+    let mut device = device(&broker, "pump-3", "pw-pump-3");
     device
         .subscribe("$aws/things/pump-3/defender/metrics/cbor/+")
         .await;
@@ -259,11 +184,11 @@ async fn refused_logins_topics_and_filters_count_as_authorization_failures() {
     );
 
     for _ in 0..3 {
-        let mut device = Device::connect(&broker, "intruder", "wrong").await;
+        let mut device = device(&broker, "intruder", "wrong");
         let error = device.ended().await;
         assert!(error.contains("BadUserNamePassword"), "{error}");
     }
-    let mut device = Device::connect(&broker, "intruder", "pw-intruder").await;
+    let mut device = device(&broker, "intruder", "pw-intruder");
     let codes = device.subscribe("things/victim/#").await;
     assert_eq!(codes, ["Failure"]);
     device
