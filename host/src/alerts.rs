@@ -107,12 +107,20 @@ impl Webhooks {
         let mut webhooks = BTreeMap::new();
         for argument in arguments {
             let Some((topic_arn, url)) = argument.split_once('=') else {
-                bail!("--alert-webhook `{argument}` must be TOPIC_ARN=URL");
+                bail!(
+                    "--alert-webhook `{argument}` must be TOPIC_ARN=URL, for example \
+                     arn:aws:sns:us-east-1:123456789012:alerts=http://127.0.0.1:9000/alerts"
+                );
             };
-            if !topic_arn.starts_with("arn:aws:sns:") {
-                bail!("--alert-webhook `{argument}`: `{topic_arn}` is not an SNS topic ARN");
-            }
-            webhooks.insert(topic_arn.to_owned(), WebhookUrl::parse(url)?);
+            check_topic_arn(topic_arn)
+                .and_then(|()| WebhookUrl::parse(url))
+                .and_then(|url| {
+                    if webhooks.insert(topic_arn.to_owned(), url).is_some() {
+                        bail!("the topic has a webhook already; give one URL per topic");
+                    }
+                    Ok(())
+                })
+                .with_context(|| format!("invalid --alert-webhook `{argument}`"))?;
         }
         Ok(Self(webhooks))
     }
@@ -128,6 +136,18 @@ impl Webhooks {
     }
 }
 
+/// Checks the shape `arn:aws:sns:REGION:ACCOUNT:TOPIC`, with all three parts present.
+fn check_topic_arn(arn: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let well_formed = parts.len() == 6
+        && parts[..3] == ["arn", "aws", "sns"]
+        && parts[3..].iter().all(|part| !part.is_empty());
+    if !well_formed {
+        bail!("`{arn}` is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)");
+    }
+    Ok(())
+}
+
 /// A plain `http://` URL.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WebhookUrl {
@@ -141,8 +161,14 @@ impl WebhookUrl {
     /// Parses `http://HOST[:PORT][/PATH]`.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
         let Some(rest) = url.strip_prefix("http://") else {
-            bail!("webhook URL `{url}` must start with http:// (https is not supported)");
+            bail!(
+                "webhook URL `{url}` must be a plain http:// URL such as \
+                 http://127.0.0.1:9000/alerts"
+            );
         };
+        if let Some(bad) = url.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            bail!("webhook URL `{url}` contains {bad:?}; percent-encode it");
+        }
         let (authority, path) = match rest.find('/') {
             Some(slash) => (&rest[..slash], &rest[slash..]),
             None => (rest, "/"),
@@ -150,13 +176,20 @@ impl WebhookUrl {
         if authority.is_empty() {
             bail!("webhook URL `{url}` has no host");
         }
-        let authority = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
-        {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
+        if authority.contains('@') {
+            bail!("webhook URL `{url}` carries user information, which Vigil does not send");
+        }
+        let authority = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|port| *port > 0)
+                    .with_context(|| {
+                        format!("webhook URL `{url}` has the invalid port `{port}` (1 to 65535)")
+                    })?;
+                authority.to_owned()
+            }
+            _ => format!("{authority}:80"),
         };
         Ok(Self {
             authority,
@@ -221,8 +254,17 @@ pub fn sns_envelope(notification: &StoredNotification) -> Value {
         "MessageId": format!("vigil-notification-{}", notification.id),
         "TopicArn": notification.topic_arn,
         "Message": notification.message.to_string(),
-        "Timestamp": crate::output::iso8601(notification.created_at),
+        "Timestamp": sns_timestamp(notification.created_at),
     })
+}
+
+/// Formats a time as SNS does: ISO 8601 in UTC with milliseconds and a `Z`.
+fn sns_timestamp(ms: vigil_core::model::Timestamp) -> String {
+    let iso = crate::output::iso8601(ms);
+    match iso.strip_suffix("+00:00") {
+        Some(local) => format!("{local}Z"),
+        None => iso,
+    }
 }
 
 /// Posts one notification; succeeds on a 2xx response.
@@ -283,20 +325,55 @@ mod tests {
     }
 
     #[test]
-    fn https_webhooks_are_refused_with_a_reason() {
+    fn https_webhooks_are_refused_with_an_example() {
         let error = WebhookUrl::parse("https://example.com/").unwrap_err();
-        assert!(
-            error.to_string().contains("https is not supported"),
-            "{error}"
+        assert!(error.to_string().contains("plain http:// URL"), "{error}");
+    }
+
+    #[test]
+    fn webhook_urls_with_bad_ports_spaces_or_users_are_refused() {
+        for (url, words) in [
+            ("http://127.0.0.1:99999/x", "invalid port `99999`"),
+            ("http://127.0.0.1:0/x", "invalid port `0`"),
+            ("http://127.0.0.1:9/a b", "contains ' '"),
+            ("http://u:p@127.0.0.1:9/", "user information"),
+        ] {
+            let error = WebhookUrl::parse(url).unwrap_err().to_string();
+            assert!(error.contains(words), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_topic_gets_one_webhook() {
+        let topic = "arn:aws:sns:us-east-1:123456789012:t";
+        let arguments = [
+            format!("{topic}=http://127.0.0.1:1/a"),
+            format!("{topic}=http://127.0.0.1:2/b"),
+        ];
+        let error = format!("{:#}", Webhooks::parse(&arguments).unwrap_err());
+        assert!(error.contains("one URL per topic"), "{error}");
+    }
+
+    #[test]
+    fn topic_arns_need_region_account_and_name() {
+        let error = format!(
+            "{:#}",
+            Webhooks::parse(&["arn:aws:sns:::=http://127.0.0.1:1/".to_owned()]).unwrap_err()
         );
+        assert!(error.contains("not an SNS topic ARN"), "{error}");
+    }
+
+    #[test]
+    fn sns_timestamps_end_in_z() {
+        assert_eq!(sns_timestamp(1_796_429_581_123), "2026-12-05T00:13:01.123Z");
     }
 
     #[test]
     fn a_webhook_argument_needs_an_sns_topic_arn() {
         let error = Webhooks::parse(&["topic=http://127.0.0.1:1/".to_owned()]).unwrap_err();
         assert!(
-            error.to_string().contains("not an SNS topic ARN"),
-            "{error}"
+            format!("{error:#}").contains("not an SNS topic ARN"),
+            "{error:#}"
         );
         let webhooks = Webhooks::parse(&[
             "arn:aws:sns:us-east-1:123456789012:t=http://127.0.0.1:1/".to_owned(),

@@ -39,6 +39,9 @@ const MIN_REPORT_PERIOD_S: f64 = 300.0;
 /// report throttled.
 const PERIOD_MARGIN: f64 = 1.25;
 
+/// The fastest event clock `vigil serve --time-scale` accepts.
+const MAX_TIME_SCALE: f64 = 1_000_000.0;
+
 /// Connections opened at once while the fleet connects.
 const CONNECTS_IN_FLIGHT: usize = 256;
 
@@ -122,6 +125,17 @@ pub fn run(args: &BenchMqttArgs, out: &mut dyn Write) -> anyhow::Result<MqttBenc
         .collect();
     let every = Duration::from_secs_f64(f64::from(args.connections) / f64::from(args.rate));
     let time_scale = (MIN_REPORT_PERIOD_S * PERIOD_MARGIN / every.as_secs_f64()).max(1.0);
+    if time_scale > MAX_TIME_SCALE {
+        bail!(
+            "--rate {} from --connections {} sends each thing a report every {:.1} ms, which needs \
+             event time {time_scale:.0} times faster than the wall clock to keep reports 300 s \
+             apart; `vigil serve` allows at most {MAX_TIME_SCALE:.0}, so lower --rate or raise \
+             --connections",
+            args.rate,
+            args.connections,
+            every.as_secs_f64() * 1000.0
+        );
+    }
     let result = Server::start(&data_dir, &things, time_scale).and_then(|server| {
         create_violating_profile(&server)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

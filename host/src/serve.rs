@@ -105,8 +105,12 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
         Err(error) if args.demo_dir.is_some() => return Err(error),
         Err(_) => None,
     };
-    let credentials = load_credentials(args)?;
+    // Options are checked before anything is written to the data folder.
     let webhooks = crate::alerts::Webhooks::parse(&args.alert_webhooks)?;
+    if let Some(settings) = args.mqtt.tls_settings() {
+        crate::mqtt::tls::server_config(&settings)?;
+    }
+    let credentials = load_credentials(args)?;
     let service = open_service(args, core_path)?;
     let state = ApiState::new(Arc::new(Mutex::new(service)));
     let runtime = tokio::runtime::Builder::new_multi_thread()

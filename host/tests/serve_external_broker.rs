@@ -47,7 +47,7 @@ topic read $aws/events/presence/disconnected/+
 user bridge
 topic write $aws/events/presence/#
 
-pattern readwrite $aws/things/%c/#
+pattern readwrite $aws/things/%u/#
 ";
 
 /// A Mosquitto broker on a free loopback port, killed when dropped.

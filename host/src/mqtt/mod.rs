@@ -130,6 +130,8 @@ pub struct BrokerOptions {
     pub address: SocketAddr,
     /// The password file.
     pub passwords: PathBuf,
+    /// The user named the password file, so it must exist; the default one is created.
+    pub passwords_named: bool,
     /// Event time runs this many times faster than the wall clock, as in the service.
     pub time_scale: f64,
     /// The TLS listener's address and files, when TLS is on.
@@ -148,6 +150,7 @@ impl BrokerOptions {
         Self {
             address: SocketAddr::new(bind, args.port(http_port)),
             passwords: args.password_file(data),
+            passwords_named: args.mqtt_passwords.is_some(),
             time_scale,
             tls: args
                 .tls_settings()
@@ -169,7 +172,12 @@ pub struct Broker {
 /// Binds the broker and starts accepting connections, ingesting reports and feeding broker
 /// events to the engine, on the current tokio runtime.
 pub async fn start(options: &BrokerOptions, state: ApiState) -> anyhow::Result<Broker> {
-    let passwords = Arc::new(Passwords::open(&options.passwords)?);
+    let passwords = if options.passwords_named {
+        Passwords::open_existing(&options.passwords)?
+    } else {
+        Passwords::open(&options.passwords)?
+    };
+    let passwords = Arc::new(passwords);
     let (listener, address) = bind(options.address, "MQTT").await?;
     let tls = match &options.tls {
         Some((tls_address, settings)) => {

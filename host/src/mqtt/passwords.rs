@@ -37,7 +37,7 @@ impl Passwords {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("failed to create `{}`", parent.display()))?;
             }
-            std::fs::write(path, NEW_FILE_HEADER).with_context(|| {
+            write_owner_only(path, NEW_FILE_HEADER).with_context(|| {
                 format!(
                     "failed to create the MQTT password file `{}`",
                     path.display()
@@ -50,6 +50,19 @@ impl Passwords {
         };
         passwords.reload_if_changed()?;
         Ok(passwords)
+    }
+
+    /// Opens a password file the user named, which must exist: a mistyped path must not
+    /// start a broker that silently refuses every device.
+    pub fn open_existing(path: &Path) -> anyhow::Result<Self> {
+        if !path.exists() {
+            anyhow::bail!(
+                "the MQTT password file `{}` does not exist; create it with one `thing:password` \
+                 line per device, or leave out --mqtt-passwords to use DATA/mqtt-passwords",
+                path.display()
+            );
+        }
+        Self::open(path)
     }
 
     /// The file's path.
@@ -122,6 +135,18 @@ fn decode_digest(hex: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     Some(digest)
+}
+
+/// Writes a new file readable and writable by its owner only, since it may hold passwords.
+fn write_owner_only(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())
 }
 
 #[cfg(test)]
