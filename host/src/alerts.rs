@@ -325,13 +325,13 @@ mod tests {
     }
 
     #[test]
-    fn https_webhooks_are_refused_with_an_example() {
+    fn webhook_url_rejects_https() {
         let error = WebhookUrl::parse("https://example.com/").unwrap_err();
         assert!(error.to_string().contains("plain http:// URL"), "{error}");
     }
 
     #[test]
-    fn webhook_urls_with_bad_ports_spaces_or_users_are_refused() {
+    fn webhook_url_rejects_bad_parts() {
         for (url, words) in [
             ("http://127.0.0.1:99999/x", "invalid port `99999`"),
             ("http://127.0.0.1:0/x", "invalid port `0`"),
@@ -344,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn a_topic_gets_one_webhook() {
+    fn webhooks_allow_one_url_per_topic() {
         let topic = "arn:aws:sns:us-east-1:123456789012:t";
         let arguments = [
             format!("{topic}=http://127.0.0.1:1/a"),
@@ -355,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn topic_arns_need_region_account_and_name() {
+    fn webhooks_require_full_topic_arn() {
         let error = format!(
             "{:#}",
             Webhooks::parse(&["arn:aws:sns:::=http://127.0.0.1:1/".to_owned()]).unwrap_err()
@@ -364,12 +364,12 @@ mod tests {
     }
 
     #[test]
-    fn sns_timestamps_end_in_z() {
+    fn sns_timestamp_ends_in_z() {
         assert_eq!(sns_timestamp(1_796_429_581_123), "2026-12-05T00:13:01.123Z");
     }
 
     #[test]
-    fn a_webhook_argument_needs_an_sns_topic_arn() {
+    fn webhooks_require_topic_arn() {
         let error = Webhooks::parse(&["topic=http://127.0.0.1:1/".to_owned()]).unwrap_err();
         assert!(
             format!("{error:#}").contains("not an SNS topic ARN"),

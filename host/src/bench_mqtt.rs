@@ -66,7 +66,7 @@ pub struct BenchMqttArgs {
     pub data: Option<PathBuf>,
 }
 
-/// What one run measured.
+/// Measurements of one run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MqttBenchResult {
     /// Connections that sent reports.
@@ -88,7 +88,7 @@ pub struct MqttBenchResult {
 }
 
 impl MqttBenchResult {
-    /// The committed output line.
+    /// Formats the committed output line.
     pub fn line(&self) -> String {
         format!(
             "BENCH-MQTT connections={} offered_rps={:.0} accepted_rps={:.0} accepted={} \
@@ -240,7 +240,7 @@ fn create_violating_profile(server: &Server) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What one device saw.
+/// Replies one device received.
 #[derive(Debug, Default)]
 struct DeviceOutcome {
     latencies: Vec<Duration>,
