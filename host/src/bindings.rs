@@ -15,6 +15,10 @@
 //! own, so a `behavior` or `mitigation-action-params` read from the engine can be passed to a
 //! plugin as it is, without conversion. [`plugin::vigil::detect::types`] is the same module.
 //!
+//! - [`plugin_v0_1`]: world `vigil:detect/mitigation-plugin@0.1.0` from `wit/versions/0.1.0`, the
+//!   first shipped plugin API, kept so that plugins built against it still load. It shares the
+//!   `types` module too: the records did not change between the versions.
+//!
 //! Plugin imports are trappable: each host function returns `wasmtime::Result`, and an `Err`
 //! traps the calling plugin instead of returning a result the host cannot stand behind.
 
@@ -26,10 +30,22 @@ pub mod engine {
     });
 }
 
-/// Bindings for world `vigil:detect/mitigation-plugin`, a mitigation action plugin.
+/// Bindings for world `vigil:detect/mitigation-plugin@0.2.0`, a mitigation action plugin.
 pub mod plugin {
     wasmtime::component::bindgen!({
         path: "../wit",
+        world: "vigil:detect/mitigation-plugin",
+        imports: { default: trappable },
+        with: {
+            "vigil:detect/types": crate::bindings::engine::vigil::detect::types,
+        },
+    });
+}
+
+/// Bindings for world `vigil:detect/mitigation-plugin@0.1.0`, the first plugin API.
+pub mod plugin_v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/versions/0.1.0",
         world: "vigil:detect/mitigation-plugin",
         imports: { default: trappable },
         with: {

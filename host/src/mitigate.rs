@@ -7,7 +7,7 @@ use vigil_core::model::{DetectMitigationActionsTaskSummary, Timestamp};
 
 use crate::bindings::plugin::exports::vigil::detect::mitigation::ExecutionContext;
 use crate::engine::CoreEngine;
-use crate::plugins::{PluginHost, Registry, RegistryError};
+use crate::plugins::{CapabilityError, PluginHost, Registry, StagedOperation, ThingSnapshot, http};
 
 /// The engine calls a mitigation task makes, so tasks run on a bare engine (the demo) and on a
 /// journaled one (the server) alike.
@@ -36,6 +36,20 @@ pub trait TaskEngine {
     fn add_thing_to_thing_group(&mut self, thing: &str, group: &str) -> anyhow::Result<()>;
     /// Lists a thing's groups for a plugin.
     fn list_thing_groups_for_thing(&mut self, thing: &str) -> anyhow::Result<Vec<String>>;
+    /// Reads what a plugin may see about a thing beyond its groups: attributes, certificates,
+    /// policies and logging options. The engine alone keeps none of them.
+    fn thing_extras(&mut self, _thing: &str) -> anyhow::Result<ThingSnapshot> {
+        Ok(ThingSnapshot::default())
+    }
+    /// Performs a staged operation on certificates, policies, logging options or notification
+    /// sinks. The engine alone has none of them.
+    fn perform_extra(&mut self, operation: &StagedOperation) -> Result<(), CapabilityError> {
+        Err(CapabilityError::Other(format!(
+            "cannot {}: this mode has no certificates, policies, logging options or \
+             notification sinks; run `vigil serve` for them",
+            operation.summary()
+        )))
+    }
 }
 
 impl TaskEngine for CoreEngine {
@@ -74,37 +88,61 @@ impl TaskEngine for CoreEngine {
     }
 }
 
-/// The engine's thing registry as the plugins' `thing-registry` capability.
+/// The engine's registry, and whatever else its [`TaskEngine`] keeps, as the plugins' capabilities.
 struct EngineRegistry<'a, E: TaskEngine> {
     engine: &'a mut E,
 }
 
 impl<E: TaskEngine> Registry for EngineRegistry<'_, E> {
-    fn add_thing_to_thing_group(
-        &mut self,
-        thing: &str,
-        group: &str,
-        _override_dynamic: bool,
-    ) -> Result<(), RegistryError> {
-        // Vigil has static thing groups only, so there are no dynamic memberships to evict.
-        self.engine
-            .add_thing_to_thing_group(thing, group)
-            .map_err(|error| registry_error(&error, group))
+    fn snapshot(&mut self, thing: &str) -> Result<ThingSnapshot, CapabilityError> {
+        let groups = self
+            .engine
+            .list_thing_groups_for_thing(thing)
+            .map_err(|error| thing_error(&error, thing))?;
+        let extras = self
+            .engine
+            .thing_extras(thing)
+            .map_err(|error| CapabilityError::Other(format!("{error:#}")))?;
+        Ok(ThingSnapshot { groups, ..extras })
     }
 
-    fn list_thing_groups_for_thing(&mut self, thing: &str) -> Result<Vec<String>, RegistryError> {
-        self.engine
-            .list_thing_groups_for_thing(thing)
-            .map_err(|error| RegistryError::Other(format!("{error:#}")))
+    fn perform(&mut self, operation: &StagedOperation) -> Result<(), CapabilityError> {
+        match operation {
+            // Vigil has static thing groups only, so there are no dynamic memberships to evict.
+            StagedOperation::AddThingToThingGroup { thing, group, .. } => self
+                .engine
+                .add_thing_to_thing_group(thing, group)
+                .map_err(|error| group_error(&error, group)),
+            StagedOperation::HttpPost {
+                url,
+                content_type,
+                body,
+            } => http::post(url, content_type, body),
+            other => self.engine.perform_extra(other),
+        }
     }
 }
 
-fn registry_error(error: &anyhow::Error, group: &str) -> RegistryError {
-    match error.downcast_ref::<vigil_core::Error>() {
-        Some(vigil_core::Error::ResourceNotFound(_)) => {
-            RegistryError::ThingGroupNotFound(format!("thing group `{group}` does not exist"))
-        }
-        _ => RegistryError::Other(format!("{error:#}")),
+fn is_not_found(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<vigil_core::Error>(),
+        Some(vigil_core::Error::ResourceNotFound(_))
+    )
+}
+
+fn thing_error(error: &anyhow::Error, thing: &str) -> CapabilityError {
+    if is_not_found(error) {
+        CapabilityError::ThingNotFound(format!("thing `{thing}` does not exist"))
+    } else {
+        CapabilityError::Other(format!("{error:#}"))
+    }
+}
+
+fn group_error(error: &anyhow::Error, group: &str) -> CapabilityError {
+    if is_not_found(error) {
+        CapabilityError::NotFound(format!("thing group `{group}` does not exist"))
+    } else {
+        CapabilityError::Other(format!("{error:#}"))
     }
 }
 
@@ -117,7 +155,7 @@ pub fn run_task<E: TaskEngine>(
     now: Timestamp,
 ) -> anyhow::Result<DetectMitigationActionsTaskSummary> {
     while let Some(pending) = engine.next_pending_execution(task_id, now)? {
-        let context = execution_context(&pending);
+        let context = execution_context(&pending, now);
         let outcome = {
             let mut registry = EngineRegistry { engine };
             plugins.apply(&mut registry, &context)
@@ -142,14 +180,16 @@ pub fn run_task<E: TaskEngine>(
     engine.describe_mitigation_task(task_id)
 }
 
-/// Builds the plugin's view of one execution.
-fn execution_context(pending: &PendingExecution) -> ExecutionContext {
+/// Builds the plugin's view of one execution at event time `now`; the host adds the plugin's
+/// bound parameters.
+fn execution_context(pending: &PendingExecution, now: Timestamp) -> ExecutionContext {
     let violation = &pending.violation;
     ExecutionContext {
         task_id: pending.execution.task_id.clone(),
         action_name: pending.action.action_name.clone(),
         action_type: pending.action.action_type.into(),
         action_params: pending.action.action_params.clone().into(),
+        plugin_params: None,
         role_arn: pending.action.role_arn.clone(),
         violation_id: violation.violation_id.clone(),
         thing_name: violation.thing_name.clone(),
@@ -161,5 +201,6 @@ fn execution_context(pending: &PendingExecution) -> ExecutionContext {
             .clone()
             .map(Into::into),
         violation_start_time: violation.violation_event_time,
+        execution_time: now,
     }
 }

@@ -1,5 +1,6 @@
-//! Plugin runtime tests against real components: the `add-things-to-thing-group` plugin and the
-//! `hostile` fixture, both built into `target/wasm/` by `cargo xtask build-wasm`.
+//! Plugin runtime tests against real components: the `add-things-to-thing-group` plugin, the
+//! `hostile` fixture and the `legacy-quarantine` fixture built against plugin API 0.1.0, all
+//! built into `target/wasm/` by `cargo xtask build-wasm`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -16,8 +17,9 @@ use vigil_host::bindings::engine::vigil::detect::types::{
     AddThingsToThingGroupParams, Behavior, MitigationActionParams, PublishFindingToSnsParams,
 };
 use vigil_host::plugins::{
-    ApplyOutcome, ExecutionContext, FailureCode, MitigationActionType, PluginHost, PluginLimits,
-    Registry, RegistryError, RegistryOperation,
+    ActionBinding, ApplyOutcome, Capability, CapabilityError, ExecutionContext, FailureCode,
+    Grants, MitigationActionType, PluginHost, PluginLimits, Registry, StagedOperation,
+    ThingSnapshot,
 };
 
 const QUARANTINE: &str = "quarantine";
@@ -49,25 +51,29 @@ impl MemoryRegistry {
 }
 
 impl Registry for MemoryRegistry {
-    fn add_thing_to_thing_group(
-        &mut self,
-        thing: &str,
-        group: &str,
-        _override_dynamic: bool,
-    ) -> Result<(), RegistryError> {
+    fn snapshot(&mut self, thing: &str) -> Result<ThingSnapshot, CapabilityError> {
+        Ok(ThingSnapshot {
+            groups: self.groups_of(thing),
+            ..ThingSnapshot::default()
+        })
+    }
+
+    fn perform(&mut self, operation: &StagedOperation) -> Result<(), CapabilityError> {
         self.calls += 1;
+        let StagedOperation::AddThingToThingGroup { thing, group, .. } = operation else {
+            return Err(CapabilityError::Other(format!(
+                "the test registry cannot {}",
+                operation.summary()
+            )));
+        };
         if !self.groups.contains(group) {
-            return Err(RegistryError::ThingGroupNotFound(group.to_string()));
+            return Err(CapabilityError::NotFound(group.to_string()));
         }
         self.memberships
             .entry(thing.to_string())
             .or_default()
             .insert(group.to_string());
         Ok(())
-    }
-
-    fn list_thing_groups_for_thing(&mut self, thing: &str) -> Result<Vec<String>, RegistryError> {
-        Ok(self.groups_of(thing))
     }
 }
 
@@ -154,11 +160,20 @@ fn artifact(relative: &str) -> PathBuf {
     path
 }
 
+/// What the hostile fixture is granted: everything it imports.
+fn hostile_grants() -> Grants {
+    Grants::of(&[
+        Capability::ThingRegistry,
+        Capability::Notifications,
+        Capability::Logging,
+    ])
+}
+
 fn host_with_plugins() -> PluginHost {
     let mut host = PluginHost::new(PluginLimits::default()).expect("plugin host");
     host.load(artifact("plugins/add-things-to-thing-group.wasm"))
         .expect("real plugin");
-    host.load(artifact("fixtures/hostile-plugin.wasm"))
+    host.load_with_grants(artifact("fixtures/hostile-plugin.wasm"), hostile_grants())
         .expect("hostile fixture");
     host
 }
@@ -195,6 +210,7 @@ fn context(
         action_name: "quarantine-action".to_string(),
         action_type,
         action_params,
+        plugin_params: None,
         role_arn: "arn:aws:iam::123456789012:role/mitigation".to_string(),
         violation_id: "0123456789abcdef0123456789abcdef".to_string(),
         thing_name: thing.to_string(),
@@ -203,6 +219,7 @@ fn context(
         observed_value: None,
         additional_info: None,
         violation_start_time: 1_700_000_000_000,
+        execution_time: 1_700_000_300_000,
     }
 }
 
@@ -260,9 +277,18 @@ fn load_reports_each_plugin_description() {
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].name, "add-things-to-thing-group");
     assert_eq!(loaded[0].version, "0.1.0");
+    assert_eq!(loaded[0].api_version, "0.2.0");
     assert_eq!(
         loaded[0].action_types,
         vec![MitigationActionType::AddThingsToThingGroup]
+    );
+    assert_eq!(
+        loaded[0].imports,
+        vec![Capability::ThingRegistry, Capability::Logging]
+    );
+    assert_eq!(
+        loaded[0].grants.capabilities,
+        vec![Capability::ThingRegistry, Capability::Logging]
     );
 }
 
@@ -301,12 +327,12 @@ fn real_plugin_adds_thing_to_every_group() {
     assert_eq!(
         outcome.performed,
         vec![
-            RegistryOperation::AddThingToThingGroup {
+            StagedOperation::AddThingToThingGroup {
                 thing: "sensor-1".to_string(),
                 group: QUARANTINE.to_string(),
                 override_dynamic_groups: false,
             },
-            RegistryOperation::AddThingToThingGroup {
+            StagedOperation::AddThingToThingGroup {
                 thing: "sensor-1".to_string(),
                 group: ISOLATED.to_string(),
                 override_dynamic_groups: false,
@@ -359,7 +385,7 @@ fn real_plugin_passes_override_dynamic_groups() {
 
     assert_eq!(
         outcome.performed,
-        vec![RegistryOperation::AddThingToThingGroup {
+        vec![StagedOperation::AddThingToThingGroup {
             thing: "sensor-1".to_string(),
             group: QUARANTINE.to_string(),
             override_dynamic_groups: true,
@@ -415,7 +441,10 @@ fn missing_group_fails_with_registry_error() {
     );
 
     assert_eq!(failure_code(&outcome), Some(FailureCode::RegistryError));
-    assert!(failure_message(&outcome).contains("thing group not found: missing"));
+    assert_eq!(
+        failure_message(&outcome),
+        "failed to add thing `sensor-1` to thing group `missing`: not found: missing"
+    );
     // Like AWS, nothing is rolled back: the first group stays, and the outcome records it.
     assert_eq!(registry.groups_of("sensor-1"), vec![QUARANTINE.to_string()]);
     assert_eq!(outcome.performed.len(), 1);
@@ -563,7 +592,7 @@ fn non_component_file_is_rejected_with_build_hint() {
     std::fs::remove_dir_all(&dir).expect("remove temp dir");
 
     let message = format!("{error:#}");
-    assert!(message.contains("as a WebAssembly component"), "{message}");
+    assert!(message.contains("not a WebAssembly component"), "{message}");
     assert!(message.contains("cargo xtask build-wasm"), "{message}");
 }
 
@@ -572,11 +601,145 @@ fn loading_a_plugin_twice_is_rejected() {
     let mut host = host_with_plugins();
 
     let error = host
-        .load(artifact("fixtures/hostile-plugin.wasm"))
+        .load_with_grants(artifact("fixtures/hostile-plugin.wasm"), hostile_grants())
         .expect_err("duplicate");
 
     assert!(
         format!("{error:#}").contains("a plugin named `hostile` is already loaded"),
         "{error:#}"
+    );
+}
+
+#[test]
+fn plugin_importing_an_ungranted_capability_is_refused_at_load() {
+    let mut host = PluginHost::new(PluginLimits::default()).expect("plugin host");
+
+    // Bundled grants follow the action type: `publish-finding-to-sns` needs only notifications,
+    // but the fixture also imports the thing registry.
+    let error = host
+        .load(artifact("fixtures/hostile-plugin.wasm"))
+        .expect_err("thing-registry is not granted");
+
+    let message = format!("{error:#}");
+    assert!(
+        message.contains(
+            "plugin `hostile` imports `thing-registry`, which its configuration does not grant \
+             (granted: notifications, logging)"
+        ),
+        "{message}"
+    );
+    assert_eq!(host.plugins().count(), 0);
+}
+
+#[test]
+fn acting_on_another_thing_is_denied_and_fails_the_execution() {
+    let mut host = host_with_plugins();
+    let mut registry = MemoryRegistry::with_groups(&[HOSTILE_GROUP]);
+
+    let outcome = host.apply(&mut registry, &hostile("trespass"));
+
+    assert_eq!(failure_code(&outcome), Some(FailureCode::PluginError));
+    assert!(
+        failure_message(&outcome).contains(
+            "Denied(\"plugins may act only on the execution's thing `trespass`, not `victim`\")"
+        ),
+        "{}",
+        failure_message(&outcome)
+    );
+    assert!(registry.memberships.is_empty());
+    assert_host_recovers(&mut host);
+}
+
+#[test]
+fn oversize_error_message_fails_with_output_too_large() {
+    let mut host = host_with_plugins();
+    let mut registry = MemoryRegistry::default();
+
+    let outcome = host.apply(&mut registry, &hostile("oversize"));
+
+    assert_eq!(
+        failure_code(&outcome),
+        Some(FailureCode::PluginOutputTooLarge)
+    );
+    assert_eq!(
+        failure_message(&outcome),
+        "plugin `hostile` returned an error message of 1048576 bytes, more than the 65536 allowed"
+    );
+    assert_host_recovers(&mut host);
+}
+
+#[test]
+fn host_call_flood_traps_at_the_budget() {
+    let mut host = host_with_plugins();
+    let mut registry = MemoryRegistry::default();
+
+    let outcome = host.apply(&mut registry, &hostile("host-call-flood"));
+
+    assert_eq!(failure_code(&outcome), Some(FailureCode::PluginTrap));
+    assert!(
+        failure_message(&outcome).contains("made more than 1000 host calls in one `apply`"),
+        "{}",
+        failure_message(&outcome)
+    );
+    assert_host_recovers(&mut host);
+}
+
+#[test]
+fn plugin_built_against_api_0_1_0_loads_and_acts() {
+    let mut host = PluginHost::new(PluginLimits::default()).expect("plugin host");
+    let info = host
+        .load(artifact("fixtures/legacy-plugin.wasm"))
+        .expect("legacy plugin")
+        .remove(0);
+    let mut registry = MemoryRegistry::with_groups(&[QUARANTINE]);
+
+    let outcome = host.apply(&mut registry, &add_to_groups("sensor-1", &[QUARANTINE]));
+
+    assert_eq!(info.name, "legacy-quarantine");
+    assert_eq!(info.api_version, "0.1.0");
+    assert_eq!(
+        info.imports,
+        vec![Capability::ThingRegistry, Capability::Logging]
+    );
+    assert!(outcome.is_successful(), "{}", failure_message(&outcome));
+    assert_eq!(registry.groups_of("sensor-1"), vec![QUARANTINE.to_string()]);
+}
+
+#[test]
+fn binding_an_action_name_routes_it_to_the_plugin() {
+    let mut host = host_with_plugins();
+    host.bind(ActionBinding {
+        action_name: "quarantine-action".to_string(),
+        plugin: "hostile".to_string(),
+        params: None,
+    })
+    .expect("binding");
+    let mut registry = MemoryRegistry::with_groups(&[QUARANTINE, HOSTILE_GROUP]);
+
+    // The action type says add-things-to-thing-group, but the name is bound to `hostile`.
+    let outcome = host.apply(&mut registry, &add_to_groups("sensor-1", &[QUARANTINE]));
+
+    assert_eq!(outcome.plugin.as_deref(), Some("hostile"));
+    assert_eq!(
+        registry.groups_of("sensor-1"),
+        vec![HOSTILE_GROUP.to_string()]
+    );
+}
+
+#[test]
+fn binding_parameters_to_a_plugin_without_a_schema_is_refused() {
+    let mut host = host_with_plugins();
+
+    let error = host
+        .bind(ActionBinding {
+            action_name: "notify".to_string(),
+            plugin: "hostile".to_string(),
+            params: Some(serde_json::json!({"url": "http://127.0.0.1:1/"})),
+        })
+        .expect_err("hostile takes no parameters");
+
+    assert_eq!(
+        error.to_string(),
+        "failed to bind action `notify` to plugin `hostile`: the plugin takes no parameters"
     );
 }

@@ -26,10 +26,18 @@ const WASM_TARGETS: [&str; 2] = ["wasm32-unknown-unknown", "wasm32-wasip2"];
 /// Cargo profile for guest builds, optimized for size.
 const WASM_PROFILE: &str = "wasm-release";
 
-/// Plugin and fixture crates, built before the core so that a broken core does not block them.
-const PLUGIN_PACKAGES: [&str; 2] = [
-    "vigil-plugin-add-things-to-thing-group",
-    "vigil-fixture-hostile-plugin",
+/// Plugin and fixture crates with the place of their component under `target/wasm/`, built
+/// before the core so that a broken core does not block them.
+const PLUGIN_PACKAGES: [(&str, &str); 3] = [
+    (
+        "vigil-plugin-add-things-to-thing-group",
+        "plugins/add-things-to-thing-group.wasm",
+    ),
+    (
+        "vigil-fixture-hostile-plugin",
+        "fixtures/hostile-plugin.wasm",
+    ),
+    ("vigil-fixture-legacy-plugin", "fixtures/legacy-plugin.wasm"),
 ];
 
 /// The core engine as a component.
@@ -43,13 +51,6 @@ const WASM_BINDGEN_VERSION: &str = "0.2.130";
 
 /// Debian's Chromium, which the browser test drives through playwright-core.
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Guest crates linted for `wasm32-wasip2`.
-const GUEST_PACKAGES: [&str; 3] = [
-    "vigil-core-component",
-    "vigil-plugin-add-things-to-thing-group",
-    "vigil-fixture-hostile-plugin",
-];
 
 #[derive(Parser)]
 #[command(
@@ -180,15 +181,15 @@ fn build_wasm(workspace: &Workspace) -> anyhow::Result<()> {
     let wasm_dir = workspace.wasm_dir();
 
     heading("build plugins and test fixtures for wasm32-wasip2");
-    run(&mut workspace.cargo(&guest_build_args("wasm32-wasip2", &PLUGIN_PACKAGES)))?;
-    collect(
-        &wasip2_out.join("vigil_plugin_add_things_to_thing_group.wasm"),
-        &wasm_dir.join("plugins/add-things-to-thing-group.wasm"),
-    )?;
-    collect(
-        &wasip2_out.join("vigil_fixture_hostile_plugin.wasm"),
-        &wasm_dir.join("fixtures/hostile-plugin.wasm"),
-    )?;
+    let packages: Vec<&str> = PLUGIN_PACKAGES
+        .iter()
+        .map(|(package, _)| *package)
+        .collect();
+    run(&mut workspace.cargo(&guest_build_args("wasm32-wasip2", &packages)))?;
+    for (package, destination) in PLUGIN_PACKAGES {
+        let artifact = format!("{}.wasm", package.replace('-', "_"));
+        collect(&wasip2_out.join(artifact), &wasm_dir.join(destination))?;
+    }
 
     heading("build the core component for wasm32-wasip2");
     run(&mut workspace.cargo(&guest_build_args(
@@ -274,7 +275,8 @@ fn test(workspace: &Workspace) -> anyhow::Result<()> {
             "--target",
             "wasm32-wasip2",
         ];
-        for package in GUEST_PACKAGES {
+        let plugins = PLUGIN_PACKAGES.iter().map(|(package, _)| *package);
+        for package in std::iter::once(CORE_COMPONENT_PACKAGE).chain(plugins) {
             args.extend(["-p", package]);
         }
         args.extend(["--", "-D", "warnings"]);

@@ -10,10 +10,11 @@ wit_bindgen::generate!({
 });
 
 use exports::vigil::detect::mitigation::{
-    ExecutionContext, Guest, MitigationError, PluginDescription,
+    ExecutionContext, Guest, MitigationError, PluginMetadata,
 };
+use vigil::detect::capability_types::CapabilityError;
 use vigil::detect::logging::{self, Level};
-use vigil::detect::thing_registry::{self, RegistryError};
+use vigil::detect::thing_registry;
 use vigil::detect::types::{AddThingsToThingGroupParams, MitigationActionType};
 
 /// Name the host indexes this plugin under.
@@ -25,11 +26,15 @@ const MAX_THING_GROUPS: usize = 10;
 struct AddThingsToThingGroup;
 
 impl Guest for AddThingsToThingGroup {
-    fn describe() -> PluginDescription {
-        PluginDescription {
+    fn metadata() -> PluginMetadata {
+        PluginMetadata {
             name: PLUGIN_NAME.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            description: "Adds the violating thing to the action's thing groups, usually a \
+                          quarantine group."
+                .to_string(),
             action_types: vec![MitigationActionType::AddThingsToThingGroup],
+            parameters_schema: None,
         }
     }
 
@@ -77,16 +82,19 @@ fn thing_group_params(
 }
 
 /// Maps a registry error to the plugin's error, naming the thing and group involved.
-fn registry_failure(thing: &str, group: &str, error: RegistryError) -> MitigationError {
+fn registry_failure(thing: &str, group: &str, error: CapabilityError) -> MitigationError {
     let request = format!("failed to add thing `{thing}` to thing group `{group}`");
     match error {
-        RegistryError::ThingNotFound(message) | RegistryError::ThingGroupNotFound(message) => {
+        CapabilityError::NotFound(message) => {
             MitigationError::TargetNotFound(format!("{request}: {message}"))
         }
-        RegistryError::Denied(message) => {
+        CapabilityError::Denied(message) => {
             MitigationError::CapabilityFailed(format!("{request}: denied: {message}"))
         }
-        RegistryError::Other(message) => {
+        CapabilityError::InvalidArgument(message) => {
+            MitigationError::InvalidParameters(format!("{request}: {message}"))
+        }
+        CapabilityError::Other(message) => {
             MitigationError::CapabilityFailed(format!("{request}: {message}"))
         }
     }
