@@ -15,6 +15,7 @@ pub mod mitigate;
 pub mod mqtt;
 pub mod nab;
 pub mod output;
+pub mod plugin_cli;
 pub mod plugins;
 pub mod replay;
 pub mod serve;

@@ -12,6 +12,9 @@ use vigil_host::engine::locate_core_wasm;
 /// Environment variable holding the log filter, for example `VIGIL_LOG=debug`.
 const LOG_ENV: &str = "VIGIL_LOG";
 
+/// Log filter without `VIGIL_LOG`: warnings, and what plugins log at info and above.
+const DEFAULT_LOG_FILTER: &str = "warn,vigil::plugin=info";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "vigil",
@@ -55,6 +58,8 @@ enum Command {
     Serve(Box<vigil_host::serve::ServeArgs>),
     /// Write a CA, a broker certificate and device certificates for MQTT over TLS.
     MqttCerts(MqttCertsArgs),
+    /// List, install and dry-run mitigation plugins.
+    Plugin(vigil_host::plugin_cli::PluginArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -157,9 +162,9 @@ fn init_tracing() {
     let (filter, invalid) = match std::env::var(LOG_ENV) {
         Ok(value) => match EnvFilter::try_new(&value) {
             Ok(filter) => (filter, None),
-            Err(error) => (EnvFilter::new("warn"), Some((value, error))),
+            Err(error) => (EnvFilter::new(DEFAULT_LOG_FILTER), Some((value, error))),
         },
-        Err(_) => (EnvFilter::new("warn"), None),
+        Err(_) => (EnvFilter::new(DEFAULT_LOG_FILTER), None),
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -193,6 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             demo::run(&options, &mut stdout)?;
         }
+        Command::Plugin(args) => vigil_host::plugin_cli::run(args, &mut stdout)?,
         Command::Replay(args) => vigil_host::replay::run(&args, &core()?, &mut stdout)?,
         Command::Bench(args) => vigil_host::bench::run(&args, &core()?, &mut stdout)?,
         Command::BenchFleet(args) => {

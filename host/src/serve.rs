@@ -194,6 +194,14 @@ fn open_service(args: &ServeArgs, core_path: &Path) -> anyhow::Result<Service> {
     plugins
         .load(&plugins_dir)
         .with_context(|| format!("failed to load the plugins in `{}`", plugins_dir.display()))?;
+    crate::plugin_cli::Installations::read(&args.data)?
+        .load_into(&args.data, &mut plugins)
+        .with_context(|| {
+            format!(
+                "failed to load the plugins installed in `{}`",
+                args.data.display()
+            )
+        })?;
     let options = ServiceOptions {
         data_dir: args.data.clone(),
         core_path: core_path.to_path_buf(),

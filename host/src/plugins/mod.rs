@@ -109,6 +109,9 @@ pub struct PluginInfo {
     pub imports: Vec<Capability>,
     /// What the plugin's configuration grants.
     pub grants: Grants,
+    /// Whether the plugin applies its action types; an installed plugin applies only the action
+    /// names bound to it.
+    pub handles_action_types: bool,
     /// The `.wasm` file the plugin was loaded from.
     pub path: PathBuf,
 }
@@ -285,13 +288,25 @@ impl PluginHost {
         Ok(loaded)
     }
 
-    /// Loads one plugin file with explicit grants, as an installation configures it.
+    /// Loads one plugin file with explicit grants. It applies its action types like a bundled
+    /// plugin.
     pub fn load_with_grants(
         &mut self,
         path: impl AsRef<Path>,
         grants: Grants,
     ) -> anyhow::Result<PluginInfo> {
         self.load_file(path.as_ref(), Some(grants))
+    }
+
+    /// Loads an installed plugin with the grants its installation records. It applies only the
+    /// action names later bound to it with [`PluginHost::bind`], so it never competes with a
+    /// bundled plugin for an action type.
+    pub fn load_installed(
+        &mut self,
+        path: impl AsRef<Path>,
+        grants: Grants,
+    ) -> anyhow::Result<PluginInfo> {
+        self.load_plugin(path.as_ref(), Some(grants), false)
     }
 
     /// Binds a mitigation action name to a loaded plugin with the plugin's own parameters,
@@ -336,7 +351,7 @@ impl PluginHost {
         self.plugins
             .iter()
             .map(|plugin| &plugin.info)
-            .find(|info| info.action_types.contains(&action_type))
+            .find(|info| info.handles_action_types && info.action_types.contains(&action_type))
     }
 
     /// Applies the action in `context` through the plugin bound to its action name, or else
@@ -394,16 +409,25 @@ impl PluginHost {
             let params = binding.params.as_ref().map(Value::to_string);
             return Some((index, params));
         }
-        let index = self
-            .plugins
-            .iter()
-            .position(|plugin| plugin.info.action_types.contains(&context.action_type))?;
+        let index = self.plugins.iter().position(|plugin| {
+            plugin.info.handles_action_types
+                && plugin.info.action_types.contains(&context.action_type)
+        })?;
         Some((index, None))
     }
 
     /// Compiles the plugin, checks its imports against its grants, instantiates it, reads its
     /// metadata and indexes it. Without explicit grants the action types decide them.
     fn load_file(&mut self, path: &Path, grants: Option<Grants>) -> anyhow::Result<PluginInfo> {
+        self.load_plugin(path, grants, true)
+    }
+
+    fn load_plugin(
+        &mut self,
+        path: &Path,
+        grants: Option<Grants>,
+        handles_action_types: bool,
+    ) -> anyhow::Result<PluginInfo> {
         let failed = || format!("failed to load plugin `{}`", path.display());
         let component = Component::from_file(&self.engine, path)
             .map_err(to_anyhow)
@@ -424,7 +448,8 @@ impl PluginHost {
                 )
             })?;
 
-        let plugin = LoadedPlugin::load(pre, path, imports, grants, &self.limits)?;
+        let mut plugin = LoadedPlugin::load(pre, path, imports, grants, &self.limits)?;
+        plugin.info.handles_action_types = handles_action_types;
         self.check_unique(&plugin.info)?;
         debug!(plugin = %plugin.info.name, path = %path.display(), "loaded plugin");
 
@@ -443,6 +468,9 @@ impl PluginHost {
                     candidate.name,
                     loaded.path.display()
                 );
+            }
+            if !candidate.handles_action_types || !loaded.handles_action_types {
+                continue;
             }
             let shared = candidate
                 .action_types
@@ -512,6 +540,7 @@ impl LoadedPlugin {
             api_version: pre.api_version(),
             imports,
             grants,
+            handles_action_types: true,
             path: path.to_path_buf(),
         };
         Ok(Self {
@@ -689,7 +718,7 @@ fn check_grants(plugin: &str, imports: &[Capability], grants: &Grants) -> anyhow
     let granted: Vec<&str> = grants.capabilities.iter().map(|c| c.name()).collect();
     bail!(
         "plugin `{plugin}` imports {}, which its configuration does not grant (granted: {}); \
-         grant it with `vigil plugin install --grant {}` or rebuild the plugin without it",
+         grant it with `--grant {}` or rebuild the plugin without it",
         quoted_list(&denied),
         if granted.is_empty() {
             "nothing".to_string()
@@ -983,8 +1012,8 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "plugin `webhook` imports `outbound-http`, which its configuration does not grant \
-             (granted: logging); grant it with `vigil plugin install --grant outbound-http` or \
-             rebuild the plugin without it"
+             (granted: logging); grant it with `--grant outbound-http` or rebuild the plugin \
+             without it"
         );
     }
 }

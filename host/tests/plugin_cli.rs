@@ -1,0 +1,341 @@
+//! `vigil plugin` as a plugin author meets it: a dry run that prints what the host would do, an
+//! installation that `vigil plugin list` shows, and an installed plugin that a served mitigation
+//! task runs through the action name it is bound to.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{Server, test_folder};
+use serde_json::Value;
+use vigil_host::api::client::ApiClient;
+
+const VIOLATION: &str = r#"{
+  "violationId": "a4ba6a3ed0bb5ad1d1e4a5e1b1c0c7a2",
+  "thingName": "sensor-7",
+  "securityProfileName": "ProfileForConnectedDevice",
+  "behavior": {"name": "many-messages", "metric": "aws:num-messages-sent",
+               "criteria": {"comparisonOperator": "less-than", "value": {"count": 10}}},
+  "lastViolationValue": {"count": 4100},
+  "verificationState": "UNKNOWN",
+  "lastViolationTime": 1733300000.0,
+  "violationStartTime": 1733299700.0
+}"#;
+
+fn artifact(relative: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm")
+        .join(relative);
+    assert!(
+        path.exists(),
+        "`{}` is missing: build it with `cargo xtask build-wasm`",
+        path.display()
+    );
+    path
+}
+
+fn vigil(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .env("VIGIL_LOG", "error")
+        .output()
+        .expect("run vigil")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Installs the API 0.1.0 fixture into `data`, bound to `action`.
+fn install_legacy_plugin(data: &Path, action: &str) -> Output {
+    let plugin = artifact("fixtures/legacy-plugin.wasm");
+    vigil(&[
+        "plugin",
+        "install",
+        plugin.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--action",
+        action,
+        "--grant",
+        "thing-registry",
+    ])
+}
+
+#[test]
+fn plugin_test_prints_what_the_host_would_perform() {
+    let (dir, _) = test_folder("plugin-test-dry-run");
+    let violation = dir.join("violation.json");
+    std::fs::write(&violation, VIOLATION).unwrap();
+    let plugin = artifact("plugins/add-things-to-thing-group.wasm");
+
+    let output = vigil(&[
+        "plugin",
+        "test",
+        plugin.to_str().unwrap(),
+        "--violation",
+        violation.to_str().unwrap(),
+        "--action-params",
+        r#"{"addThingsToThingGroupParams":{"thingGroupNames":["quarantine","isolated"]}}"#,
+    ]);
+
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains("plugin:   add-things-to-thing-group 0.1.0 (plugin API 0.2.0)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("thing:    sensor-7 (violation a4ba6a3ed0bb5ad1d1e4a5e1b1c0c7a2)\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result:   SUCCESSFUL\n"), "{stdout}");
+    assert!(
+        stdout.ends_with(
+            "would perform:\n  1. add thing `sensor-7` to thing group `quarantine`\n  \
+             2. add thing `sensor-7` to thing group `isolated`\n"
+        ),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn plugin_test_fails_when_the_plugin_fails() {
+    let (dir, _) = test_folder("plugin-test-failure");
+    let violation = dir.join("violation.json");
+    std::fs::write(&violation, VIOLATION).unwrap();
+    let plugin = artifact("plugins/add-things-to-thing-group.wasm");
+
+    let output = vigil(&[
+        "plugin",
+        "test",
+        plugin.to_str().unwrap(),
+        "--violation",
+        violation.to_str().unwrap(),
+        "--action-params",
+        r#"{"publishFindingToSnsParams":{"topicArn":"arn:aws:sns:us-east-1:123456789012:ops"}}"#,
+    ]);
+
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the execution failed with PLUGIN_ERROR"),
+        "{stderr}"
+    );
+    assert!(text(&output.stdout).contains("would perform: nothing\n"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn installing_without_a_needed_grant_is_refused_and_writes_nothing() {
+    let (dir, _) = test_folder("plugin-install-refused");
+    let data = dir.join("data");
+    let plugin = artifact("fixtures/legacy-plugin.wasm");
+
+    let output = vigil(&[
+        "plugin",
+        "install",
+        plugin.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--action",
+        "legacy_quarantine",
+    ]);
+
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "plugin `legacy-quarantine` imports `thing-registry`, which its configuration does \
+             not grant (granted: logging); grant it with `--grant thing-registry`"
+        ),
+        "{stderr}"
+    );
+    assert!(!data.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_installed_plugin_is_listed_with_its_grants_and_binding() {
+    let (dir, _) = test_folder("plugin-install-list");
+    let data = dir.join("data");
+
+    let installed = install_legacy_plugin(&data, "legacy_quarantine");
+    let listed = vigil(&["plugin", "list", "--data", data.to_str().unwrap()]);
+
+    assert!(installed.status.success(), "{}", text(&installed.stderr));
+    let stdout = text(&listed.stdout);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let legacy = stdout
+        .split_once("legacy-quarantine 0.1.0 (plugin API 0.1.0)\n")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no legacy-quarantine entry in {stdout}"));
+    assert!(
+        legacy.contains("  bound to:     legacy_quarantine\n"),
+        "{stdout}"
+    );
+    assert!(
+        legacy.contains("  imports:      thing-registry, logging\n"),
+        "{stdout}"
+    );
+    assert!(
+        legacy.contains("  granted:      thing-registry, logging\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("add-things-to-thing-group 0.1.0 (plugin API 0.2.0)\n"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_changed_installed_plugin_stops_the_server_with_a_reinstall_hint() {
+    let (dir, credentials) = test_folder("plugin-install-tampered");
+    let data = dir.join("data");
+    assert!(
+        install_legacy_plugin(&data, "legacy_quarantine")
+            .status
+            .success()
+    );
+    let file = data.join("plugins/legacy-quarantine.wasm");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.push(0);
+    std::fs::write(&file, bytes).unwrap();
+
+    let output = common::serve_command(&data, &credentials, &[])
+        .env("VIGIL_LOG", "error")
+        .output()
+        .unwrap();
+
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("changed since it was installed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("install it again with `vigil plugin install`"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn send(client: &mut ApiClient, method: &str, path: &str, query: &str, body: &str) -> Value {
+    let response = client.send(method, path, query, body).unwrap();
+    assert!(
+        response.status == 200,
+        "{method} {path}: {} {}",
+        response.status,
+        response.body
+    );
+    response.json().unwrap_or(Value::Null)
+}
+
+/// Raises a static violation for `thing` and returns its id.
+fn violation_for(client: &mut ApiClient, thing: &str) -> String {
+    let behavior = r#"{"name":"many-messages","metric":"aws:num-messages-sent",
+        "criteria":{"comparisonOperator":"less-than","value":{"count":10},
+        "consecutiveDatapointsToAlarm":1,"consecutiveDatapointsToClear":1}}"#;
+    send(
+        client,
+        "POST",
+        "/security-profiles/watch",
+        "",
+        &format!(r#"{{"behaviors":[{behavior}]}}"#),
+    );
+    let target = vigil_host::api::client::encode(common::ALL_THINGS);
+    send(
+        client,
+        "PUT",
+        "/security-profiles/watch/targets",
+        &format!("securityProfileTargetArn={target}"),
+        "",
+    );
+    let timestamp = vigil_host::service::wall_clock_ms() / 1000 - 600;
+    send(
+        client,
+        "POST",
+        "/vigil/datapoints",
+        "",
+        &format!(
+            r#"{{"datapoints":[{{"thingName":"{thing}","metricName":"aws:num-messages-sent",
+            "timestamp":{timestamp},"value":{{"count":500}}}}]}}"#
+        ),
+    );
+    let active = send(
+        client,
+        "GET",
+        "/active-violations",
+        "securityProfileName=watch",
+        "",
+    );
+    active["activeViolations"][0]["violationId"]
+        .as_str()
+        .expect("an active violation")
+        .to_owned()
+}
+
+fn wait_for_task(client: &mut ApiClient, task_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let task = send(
+            client,
+            "GET",
+            &format!("/detect/mitigationactions/tasks/{task_id}"),
+            "",
+            "",
+        );
+        let summary = task["taskSummary"].clone();
+        if summary["taskStatus"] != "IN_PROGRESS" || Instant::now() > deadline {
+            return summary;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_served_task_runs_an_installed_plugin_through_its_bound_action_name() {
+    let (dir, credentials) = test_folder("plugin-install-serve");
+    let data = dir.join("data");
+    assert!(
+        install_legacy_plugin(&data, "legacy_quarantine")
+            .status
+            .success()
+    );
+    let server = Server::start(&data, &credentials, &[]);
+    let mut client = server.client();
+    send(&mut client, "POST", "/thing-groups/isolation", "", "{}");
+    send(
+        &mut client,
+        "POST",
+        "/mitigationactions/actions/legacy_quarantine",
+        "",
+        r#"{"roleArn":"arn:aws:iam::123456789012:role/MitigationRole",
+            "actionParams":{"addThingsToThingGroupParams":{"thingGroupNames":["isolation"]}}}"#,
+    );
+    let violation_id = violation_for(&mut client, "lamp-1");
+
+    send(
+        &mut client,
+        "PUT",
+        "/detect/mitigationactions/tasks/legacy-task",
+        "",
+        &format!(
+            r#"{{"target":{{"violationIds":["{violation_id}"]}},"actions":["legacy_quarantine"],
+            "clientRequestToken":"legacy-task-token"}}"#
+        ),
+    );
+    let summary = wait_for_task(&mut client, "legacy-task");
+    let members = send(&mut client, "GET", "/thing-groups/isolation/things", "", "");
+
+    assert_eq!(summary["taskStatus"], "SUCCESSFUL", "{summary}");
+    assert_eq!(summary["taskStatistics"]["actionsExecuted"], 1, "{summary}");
+    assert_eq!(
+        members["things"],
+        serde_json::json!(["lamp-1"]),
+        "{members}"
+    );
+    server.kill();
+    std::fs::remove_dir_all(dir).unwrap();
+}
