@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_api;
 pub mod bench_fleet;
 pub mod bench_mqtt;
+pub mod bench_plugins;
 pub mod bindings;
 pub mod demo;
 pub mod engine;

@@ -49,6 +49,9 @@ enum Command {
     /// Measure Device Defender reports per second accepted over MQTT from many connections, and
     /// the latency of their replies.
     BenchMqtt(vigil_host::bench_mqtt::BenchMqttArgs),
+    /// Measure mitigation plugin calls per second through the sandbox and the sandbox's cost per
+    /// call.
+    BenchPlugins(vigil_host::bench_plugins::BenchPluginsArgs),
     /// Run the ML detector over a Numenta Anomaly Benchmark corpus and score it with NAB's rules.
     Nab(vigil_host::nab::NabArgs),
     /// Score stored detector results in NAB's layout with NAB's rules.
@@ -197,6 +200,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             demo::run(&options, &mut stdout)?;
+        }
+        Command::BenchPlugins(args) => {
+            vigil_host::bench_plugins::run(&args, &mut stdout)?;
         }
         Command::Plugin(args) => vigil_host::plugin_cli::run(args, &mut stdout)?,
         Command::Replay(args) => vigil_host::replay::run(&args, &core()?, &mut stdout)?,
