@@ -20,6 +20,7 @@ use crate::engine::CoreEngine;
 use crate::journal::{Command, Journaled, Uncommitted};
 use crate::plugins::PluginHost;
 use crate::sim::{AttackKind, Fleet};
+use crate::store::registry::RegistryWrite;
 use crate::store::{self, Store, ThingGroupRecord};
 
 /// Commands between snapshots; a restart replays at most this many.
@@ -97,6 +98,8 @@ pub enum Write {
     Verification(String, VerificationState, Option<String>),
     /// Record the event time reached.
     Clock(Timestamp),
+    /// Change certificates, policies, thing attributes or logging options.
+    Registry(RegistryWrite),
 }
 
 impl Write {
@@ -119,6 +122,7 @@ impl Write {
                 write::verification_state(tx, id, *state, description.as_deref())
             }
             Write::Clock(now) => write::meta(tx, "clock", &now.to_string()),
+            Write::Registry(write) => write.apply(tx),
         }
     }
 }
@@ -265,6 +269,11 @@ impl Service {
     /// Queues a row for the next commit.
     pub fn write(&mut self, write: Write) {
         self.writes.push(write);
+    }
+
+    /// Returns the rows queued since the last commit.
+    pub(crate) fn pending_writes(&self) -> &[Write] {
+        &self.writes
     }
 
     /// Simulated attacks, if a fleet is simulated.
