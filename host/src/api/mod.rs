@@ -11,6 +11,7 @@ pub mod client;
 mod detect;
 mod metrics;
 mod mitigation;
+mod policies;
 mod registry;
 mod resources;
 pub mod sigv4;
@@ -97,6 +98,7 @@ pub fn routes(state: ApiState) -> Router {
         .merge(certificates::routes())
         .merge(detect::routes())
         .merge(mitigation::routes())
+        .merge(policies::routes())
         .merge(registry::routes())
         .merge(resources::routes())
         .merge(wire::extension_routes())
