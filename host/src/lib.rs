@@ -11,6 +11,7 @@ pub mod bindings;
 pub mod demo;
 pub mod engine;
 pub mod ids;
+pub mod iot;
 pub mod journal;
 pub mod mitigate;
 pub mod mqtt;

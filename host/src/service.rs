@@ -20,6 +20,7 @@ use crate::engine::CoreEngine;
 use crate::journal::{Command, Journaled, Uncommitted};
 use crate::plugins::PluginHost;
 use crate::sim::{AttackKind, Fleet};
+use crate::store::registry::RegistryWrite;
 use crate::store::{self, Store, ThingGroupRecord};
 
 /// Commands between snapshots; a restart replays at most this many.
@@ -99,6 +100,8 @@ pub enum Write {
     Clock(Timestamp),
     /// Store a notification for delivery.
     Notification(crate::alerts::Notification),
+    /// Change certificates, policies, thing attributes or logging options.
+    Registry(RegistryWrite),
 }
 
 impl Write {
@@ -122,6 +125,7 @@ impl Write {
             }
             Write::Clock(now) => write::meta(tx, "clock", &now.to_string()),
             Write::Notification(notification) => write::notification(tx, notification),
+            Write::Registry(write) => write.apply(tx),
         }
     }
 }
@@ -266,6 +270,11 @@ impl Service {
     /// Queues a row for the next commit.
     pub fn write(&mut self, write: Write) {
         self.writes.push(write);
+    }
+
+    /// Returns the rows queued since the last commit.
+    pub(crate) fn pending_writes(&self) -> &[Write] {
+        &self.writes
     }
 
     /// Simulated attacks, if a fleet is simulated.

@@ -3,9 +3,9 @@
 //! The engine's state is an rmp-serde snapshot plus a journal of the commands applied since it.
 //! Because the core is deterministic, replaying the journal on the snapshot rebuilds the engine
 //! exactly. Next to them live the rows the API lists without asking the engine: violation
-//! events, retained metric values, tags, thing and group metadata and idempotency tokens. One
-//! request commits its journal entries and its rows in one transaction, so a crash leaves
-//! either all of a request or none of it.
+//! events, retained metric values, tags, thing and group metadata, idempotency tokens and the
+//! registry rows of [`registry`]. One request commits its journal entries and its rows in one
+//! transaction, so a crash leaves either all of a request or none of it.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,8 @@ use anyhow::{Context as _, bail};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 use vigil_core::ingest::Datapoint;
 use vigil_core::model::{MetricValue, Timestamp, VerificationState, ViolationEvent};
+
+pub mod registry;
 
 /// Version of the schema below; a database written by a newer Vigil is refused.
 const SCHEMA_VERSION: i64 = 1;
@@ -181,6 +183,9 @@ impl Store {
         connection
             .execute_batch(SCHEMA)
             .context("failed to create the database schema")?;
+        connection
+            .execute_batch(registry::SCHEMA)
+            .context("failed to create the registry tables")?;
         let store = Self {
             connection,
             path,

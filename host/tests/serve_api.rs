@@ -509,3 +509,78 @@ fn alerts_of_unsuppressed_behaviors_reach_the_webhook_and_the_list() {
     );
     assert!(posted.recv_timeout(Duration::from_millis(1500)).is_err());
 }
+
+#[test]
+fn registry_changes_are_kept_across_a_restart() {
+    let (dir, credentials) = test_folder("registry-restart");
+    let data = dir.join("data");
+    let server = Server::start(&data, &credentials, &[]);
+    let mut client = server.client();
+    let pem = rcgen::generate_simple_self_signed(vec!["lamp-1".to_owned()])
+        .unwrap()
+        .cert
+        .pem();
+    let body = serde_json::json!({"certificatePem": pem, "status": "ACTIVE"}).to_string();
+    let registered = client
+        .send("POST", "/certificate/register-no-ca", "", &body)
+        .unwrap();
+    assert_eq!(registered.status, 200, "{}", registered.body);
+    let certificate_id = registered.json().unwrap()["certificateId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let thing = r#"{"attributePayload":{"attributes":{"site":"b7"}}}"#;
+    assert_eq!(
+        client
+            .send("POST", "/things/lamp-1", "", thing)
+            .unwrap()
+            .status,
+        200
+    );
+    let policy = r#"{"policyDocument":"{\"Version\":\"2012-10-17\"}"}"#;
+    let steps = [
+        (
+            "PUT",
+            format!("/certificates/{certificate_id}"),
+            "newStatus=REVOKED",
+            "",
+        ),
+        ("POST", "/policies/lamps".to_owned(), "", policy),
+        (
+            "POST",
+            "/policies/lamps/version".to_owned(),
+            "setAsDefault=true",
+            policy,
+        ),
+        (
+            "POST",
+            "/v2LoggingOptions".to_owned(),
+            "",
+            r#"{"defaultLogLevel":"WARN","disableAllLogs":true}"#,
+        ),
+    ];
+    for (method, path, query, body) in &steps {
+        let response = client.send(method, path, query, body).unwrap();
+        assert_eq!(response.status, 200, "{method} {path}: {}", response.body);
+    }
+    server.kill();
+
+    let server = Server::start(&data, &credentials, &[]);
+    let mut client = server.client();
+    let get = |client: &mut ApiClient, path: &str| {
+        client.send("GET", path, "", "").unwrap().json().unwrap()
+    };
+    let certificate = get(&mut client, &format!("/certificates/{certificate_id}"));
+    assert_eq!(certificate["certificateDescription"]["status"], "REVOKED");
+    assert_eq!(
+        get(&mut client, "/things/lamp-1")["attributes"]["site"],
+        "b7"
+    );
+    assert_eq!(get(&mut client, "/policies/lamps")["defaultVersionId"], "2");
+    assert_eq!(
+        get(&mut client, "/v2LoggingOptions")["defaultLogLevel"],
+        "WARN"
+    );
+    server.kill();
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -11,12 +11,18 @@ the release build.
 """
 
 import datetime
+import hashlib
 import json
 import re
+import shutil
+import ssl
+import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import uuid
+from pathlib import Path
 
 from botocore.exceptions import ClientError
 
@@ -1112,6 +1118,659 @@ class SignatureTest(ServerTestCase):
         status, headers, body = self.server.raw_request("GET", "/metrics")
         self.assertEqual(status, 200, body)
         self.assertTrue(headers.get("Content-Type", "").startswith("text/plain"))
+
+
+OPENSSL_CONFIG = """
+[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+[leaf]
+basicConstraints = critical,CA:FALSE
+"""
+
+
+class CertificateFactory:
+    """Make certificates with the `openssl` command in a temporary folder."""
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="vigil-certificates-"))
+        self.config = self.folder / "openssl.cnf"
+        self.config.write_text(OPENSSL_CONFIG)
+        self.count = 0
+
+    def cleanup(self):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _openssl(self, *args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    def _paths(self):
+        self.count += 1
+        return self.folder / f"{self.count}.key", self.folder / f"{self.count}.pem"
+
+    def self_signed(self, name, extensions):
+        """Return `(key path, PEM)` of a self-signed certificate with the config's extensions."""
+        key, pem = self._paths()
+        self._openssl(
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(key), "-out", str(pem), "-subj", f"/CN={name}", "-days", "30",
+            "-config", str(self.config), "-extensions", extensions,
+        )
+        return key, pem.read_text()
+
+    def ca(self, name):
+        return self.self_signed(name, "ca")
+
+    def device(self, name, issuer=None):
+        """Return the PEM of a device certificate signed by `issuer` (key path, PEM).
+
+        Without `issuer` the certificate is self-signed.
+        """
+        if issuer is None:
+            return self.self_signed(name, "leaf")[1]
+        key, pem = self._paths()
+        csr = self.folder / f"{self.count}.csr"
+        issuer_pem = self.folder / f"{self.count}-issuer.pem"
+        issuer_pem.write_text(issuer[1])
+        self._openssl(
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}",
+            "-config", str(self.config),
+        )
+        self._openssl(
+            "x509", "-req", "-in", str(csr), "-CA", str(issuer_pem), "-CAkey", str(issuer[0]),
+            "-CAcreateserial", "-out", str(pem), "-days", "30",
+            "-extfile", str(self.config), "-extensions", "leaf",
+        )
+        return pem.read_text()
+
+
+def certificate_id(pem):
+    """Return AWS's certificate id: the hex SHA-256 of the DER encoding."""
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+class CertificateTest(ServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.certificates = CertificateFactory()
+        cls.addClassCleanup(cls.certificates.cleanup)
+        cls.ca = cls.certificates.ca("vigil-test-ca")
+        cls.ca_id = cls.iot.register_ca_certificate(caCertificate=cls.ca[1], setAsActive=True)[
+            "certificateId"
+        ]
+
+    def register_without_ca(self, name, **extra):
+        pem = self.certificates.device(name)
+        return pem, self.iot.register_certificate_without_ca(certificatePem=pem, **extra)
+
+    def test_register_without_ca_then_describe(self):
+        pem, registered = self.register_without_ca("plain-device", status="ACTIVE")
+        expected_id = certificate_id(pem)
+        self.assertEqual(registered["certificateId"], expected_id)
+        self.assertEqual(registered["certificateArn"], f"{ARN_PREFIX}:cert/{expected_id}")
+        described = self.iot.describe_certificate(certificateId=expected_id)
+        description = described["certificateDescription"]
+        self.assertEqual(description["certificateId"], expected_id)
+        self.assertEqual(description["status"], "ACTIVE")
+        self.assertEqual(description["certificatePem"], pem)
+        self.assertEqual(description["ownedBy"], ACCOUNT_ID)
+        self.assertNotIn("caCertificateId", description)
+        self.assertLess(description["validity"]["notBefore"], description["validity"]["notAfter"])
+
+    def test_register_with_ca_records_the_ca(self):
+        pem = self.certificates.device("signed-device", self.ca)
+        registered = self.iot.register_certificate(
+            certificatePem=pem, caCertificatePem=self.ca[1], setAsActive=True
+        )
+        described = self.iot.describe_certificate(certificateId=registered["certificateId"])
+        self.assertEqual(described["certificateDescription"]["caCertificateId"], self.ca_id)
+        self.assertEqual(described["certificateDescription"]["status"], "ACTIVE")
+
+    def test_register_without_status_is_inactive(self):
+        _, registered = self.register_without_ca("inactive-device")
+        described = self.iot.describe_certificate(certificateId=registered["certificateId"])
+        self.assertEqual(described["certificateDescription"]["status"], "INACTIVE")
+
+    def test_register_with_unregistered_ca_fails_validation(self):
+        other_ca = self.certificates.ca("unregistered-ca")
+        pem = self.certificates.device("orphan-device", other_ca)
+        self.assert_error(
+            lambda: self.iot.register_certificate(certificatePem=pem, caCertificatePem=other_ca[1]),
+            "CertificateValidationException",
+            400,
+            "caCertificatePem",
+        )
+
+    def test_register_with_a_ca_that_did_not_sign_fails_validation(self):
+        pem = self.certificates.device("self-signed-device")
+        self.assert_error(
+            lambda: self.iot.register_certificate(certificatePem=pem, caCertificatePem=self.ca[1]),
+            "CertificateValidationException",
+            400,
+        )
+
+    def test_register_twice_already_exists(self):
+        pem, registered = self.register_without_ca("twice-device")
+        error = self.assert_error(
+            lambda: self.iot.register_certificate_without_ca(certificatePem=pem),
+            "ResourceAlreadyExistsException",
+            409,
+        )
+        self.assertEqual(error["resourceId"], registered["certificateId"])
+
+    def test_bad_pem_names_the_field(self):
+        self.assert_error(
+            lambda: self.iot.register_certificate_without_ca(certificatePem="not a certificate"),
+            "InvalidRequestException",
+            400,
+            "certificatePem",
+        )
+        self.assert_error(
+            lambda: self.iot.register_ca_certificate(caCertificate="-----BEGIN nothing"),
+            "InvalidRequestException",
+            400,
+            "caCertificate",
+        )
+
+    def test_update_certificate_changes_status_and_revoked_stays(self):
+        _, registered = self.register_without_ca("updated-device", status="ACTIVE")
+        certificate = registered["certificateId"]
+        self.iot.update_certificate(certificateId=certificate, newStatus="INACTIVE")
+        described = self.iot.describe_certificate(certificateId=certificate)
+        self.assertEqual(described["certificateDescription"]["status"], "INACTIVE")
+        self.assertEqual(described["certificateDescription"]["customerVersion"], 2)
+        self.iot.update_certificate(certificateId=certificate, newStatus="REVOKED")
+        self.assert_error(
+            lambda: self.iot.update_certificate(certificateId=certificate, newStatus="ACTIVE"),
+            "CertificateStateException",
+            406,
+        )
+        self.assert_error(
+            lambda: self.iot.update_certificate(
+                certificateId=certificate, newStatus="PENDING_TRANSFER"
+            ),
+            "InvalidRequestException",
+            400,
+            "newStatus",
+        )
+
+    def test_unknown_certificate_is_not_found(self):
+        missing = "0" * 64
+        self.assert_error(
+            lambda: self.iot.describe_certificate(certificateId=missing),
+            "ResourceNotFoundException",
+            404,
+        )
+        self.assert_error(
+            lambda: self.iot.update_certificate(certificateId=missing, newStatus="INACTIVE"),
+            "ResourceNotFoundException",
+            404,
+        )
+
+    def test_delete_refuses_active_and_attached_certificates(self):
+        _, registered = self.register_without_ca("deleted-device", status="ACTIVE")
+        certificate, arn = registered["certificateId"], registered["certificateArn"]
+        self.assert_error(
+            lambda: self.iot.delete_certificate(certificateId=certificate),
+            "CertificateStateException",
+            406,
+        )
+
+        self.iot.update_certificate(certificateId=certificate, newStatus="INACTIVE")
+        self.iot.create_thing(thingName="cert-holder")
+        self.iot.attach_thing_principal(thingName="cert-holder", principal=arn)
+        self.assert_error(
+            lambda: self.iot.delete_certificate(certificateId=certificate),
+            "DeleteConflictException",
+            409,
+        )
+
+        self.iot.detach_thing_principal(thingName="cert-holder", principal=arn)
+        self.iot.create_policy(policyName="cert-policy", policyDocument=ALLOW_CONNECT)
+        self.iot.attach_policy(policyName="cert-policy", target=arn)
+        self.assert_error(
+            lambda: self.iot.delete_certificate(certificateId=certificate),
+            "DeleteConflictException",
+            409,
+        )
+
+        self.iot.delete_certificate(certificateId=certificate, forceDelete=True)
+        self.assert_error(
+            lambda: self.iot.describe_certificate(certificateId=certificate),
+            "ResourceNotFoundException",
+            404,
+        )
+        # The forced delete detached the policy, so the policy can go too.
+        self.iot.delete_policy(policyName="cert-policy")
+
+    def test_list_certificates_pages_in_creation_order(self):
+        ids = [self.register_without_ca(f"listed-{n}")[1]["certificateId"] for n in range(3)]
+        ascending = [
+            c["certificateId"]
+            for c in all_items(self.iot, "list_certificates", "certificates", ascendingOrder=True)
+        ]
+        self.assertEqual([i for i in ascending if i in ids], ids)
+        descending = [
+            c["certificateId"] for c in all_items(self.iot, "list_certificates", "certificates")
+        ]
+        self.assertEqual([i for i in descending if i in ids], ids[::-1])
+        total = len(ascending)
+        sizes = page_sizes(self.iot, "list_certificates", "certificates", 2)
+        self.assertEqual(sum(sizes), total)
+        self.assertTrue(all(size <= 2 for size in sizes), sizes)
+        self.assert_error(
+            lambda: self.iot.list_certificates(marker="forged"),
+            "InvalidRequestException",
+            400,
+            "marker",
+        )
+
+    def test_ca_certificate_round_trip(self):
+        ca = self.certificates.ca("round-trip-ca")
+        registered = self.iot.register_ca_certificate(caCertificate=ca[1])
+        ca_id = registered["certificateId"]
+        self.assertEqual(ca_id, certificate_id(ca[1]))
+        self.assertEqual(registered["certificateArn"], f"{ARN_PREFIX}:cacert/{ca_id}")
+        described = self.iot.describe_ca_certificate(certificateId=ca_id)
+        self.assertEqual(described["certificateDescription"]["status"], "INACTIVE")
+        self.assertEqual(described["certificateDescription"]["autoRegistrationStatus"], "DISABLE")
+        self.iot.update_ca_certificate(certificateId=ca_id, newStatus="ACTIVE")
+        described = self.iot.describe_ca_certificate(certificateId=ca_id)
+        self.assertEqual(described["certificateDescription"]["status"], "ACTIVE")
+        self.assert_error(
+            lambda: self.iot.update_ca_certificate(certificateId=ca_id, newStatus="REVOKED"),
+            "InvalidRequestException",
+            400,
+            "newStatus",
+        )
+        self.assert_error(
+            lambda: self.iot.register_ca_certificate(caCertificate=ca[1]),
+            "ResourceAlreadyExistsException",
+            409,
+        )
+        listed = all_items(self.iot, "list_ca_certificates", "certificates", ascendingOrder=True)
+        self.assertEqual([c["certificateId"] for c in listed], [self.ca_id, ca_id])
+        self.assertEqual(page_sizes(self.iot, "list_ca_certificates", "certificates", 1), [1, 1])
+
+    def test_ca_registration_checks_the_certificates(self):
+        leaf = self.certificates.device("not-a-ca")
+        self.assert_error(
+            lambda: self.iot.register_ca_certificate(caCertificate=leaf),
+            "CertificateValidationException",
+            400,
+        )
+        ca = self.certificates.ca("verified-ca")
+        verification = self.certificates.device("verification", self.ca)
+        self.assert_error(
+            lambda: self.iot.register_ca_certificate(
+                caCertificate=ca[1], verificationCertificate=verification
+            ),
+            "CertificateValidationException",
+            400,
+            "verificationCertificate",
+        )
+        self.assert_error(
+            lambda: self.iot.describe_ca_certificate(certificateId="f" * 64),
+            "ResourceNotFoundException",
+            404,
+        )
+
+    def test_thing_principals_attach_list_detach(self):
+        self.iot.create_thing(thingName="principal-thing")
+        arns = [self.register_without_ca(f"principal-{n}")[1]["certificateArn"] for n in range(3)]
+        for arn in arns:
+            self.iot.attach_thing_principal(thingName="principal-thing", principal=arn)
+        listed = all_items(
+            self.iot, "list_thing_principals", "principals", thingName="principal-thing"
+        )
+        self.assertEqual(listed, sorted(arns))
+        self.assertEqual(
+            page_sizes(
+                self.iot, "list_thing_principals", "principals", 2, thingName="principal-thing"
+            ),
+            [2, 1],
+        )
+        self.iot.detach_thing_principal(thingName="principal-thing", principal=arns[0])
+        listed = self.iot.list_thing_principals(thingName="principal-thing")["principals"]
+        self.assertEqual(listed, sorted(arns[1:]))
+
+    def test_thing_principal_errors(self):
+        self.iot.create_thing(thingName="principal-errors")
+        self.assert_error(
+            lambda: self.iot.attach_thing_principal(
+                thingName="no-such-thing", principal=f"{ARN_PREFIX}:cert/{'a' * 64}"
+            ),
+            "ResourceNotFoundException",
+            404,
+        )
+        self.assert_error(
+            lambda: self.iot.attach_thing_principal(
+                thingName="principal-errors", principal=f"{ARN_PREFIX}:cert/{'a' * 64}"
+            ),
+            "ResourceNotFoundException",
+            404,
+        )
+        self.assert_error(
+            lambda: self.iot.attach_thing_principal(
+                thingName="principal-errors", principal="us-east-1:cognito-identity"
+            ),
+            "InvalidRequestException",
+            400,
+            "principal",
+        )
+        self.assert_error(
+            lambda: self.iot.list_thing_principals(thingName="no-such-thing"),
+            "ResourceNotFoundException",
+            404,
+        )
+
+
+ALLOW_CONNECT = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}],
+    }
+)
+ALLOW_PUBLISH = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "iot:Publish", "Resource": "*"}],
+    }
+)
+
+
+class PolicyTest(ServerTestCase):
+    def test_policy_round_trip(self):
+        created = self.iot.create_policy(
+            policyName="round-trip", policyDocument=ALLOW_CONNECT, tags=[{"Key": "k", "Value": "v"}]
+        )
+        self.assertEqual(created["policyArn"], f"{ARN_PREFIX}:policy/round-trip")
+        self.assertEqual(created["policyVersionId"], "1")
+        self.assertEqual(created["policyDocument"], ALLOW_CONNECT)
+        policy = self.iot.get_policy(policyName="round-trip")
+        self.assertEqual(policy["defaultVersionId"], "1")
+        self.assertEqual(policy["policyDocument"], ALLOW_CONNECT)
+        self.assertIsInstance(policy["creationDate"], datetime.datetime)
+        self.assertEqual(
+            self.iot.list_tags_for_resource(resourceArn=created["policyArn"])["tags"],
+            [{"Key": "k", "Value": "v"}],
+        )
+        self.iot.delete_policy(policyName="round-trip")
+        self.assert_error(
+            lambda: self.iot.get_policy(policyName="round-trip"), "ResourceNotFoundException", 404
+        )
+
+    def test_create_policy_errors(self):
+        self.iot.create_policy(policyName="existing", policyDocument=ALLOW_CONNECT)
+        self.assert_error(
+            lambda: self.iot.create_policy(policyName="existing", policyDocument=ALLOW_CONNECT),
+            "ResourceAlreadyExistsException",
+            409,
+        )
+        self.assert_error(
+            lambda: self.iot.create_policy(policyName="malformed", policyDocument="{not json"),
+            "MalformedPolicyException",
+            400,
+        )
+        self.assert_error(
+            lambda: self.iot.create_policy(policyName="bad name!", policyDocument=ALLOW_CONNECT),
+            "InvalidRequestException",
+            400,
+            "policyName",
+        )
+
+    def test_versions_up_to_five_then_limit(self):
+        self.iot.create_policy(policyName="versioned", policyDocument=ALLOW_CONNECT)
+        for version in range(2, 6):
+            created = self.iot.create_policy_version(
+                policyName="versioned", policyDocument=ALLOW_PUBLISH, setAsDefault=version == 3
+            )
+            self.assertEqual(created["policyVersionId"], str(version))
+            self.assertEqual(created["isDefaultVersion"], version == 3)
+        self.assert_error(
+            lambda: self.iot.create_policy_version(
+                policyName="versioned", policyDocument=ALLOW_PUBLISH
+            ),
+            "VersionsLimitExceededException",
+            409,
+        )
+        versions = self.iot.list_policy_versions(policyName="versioned")["policyVersions"]
+        self.assertEqual([v["versionId"] for v in versions], ["5", "4", "3", "2", "1"])
+        self.assertEqual([v["versionId"] for v in versions if v["isDefaultVersion"]], ["3"])
+        self.assertEqual(self.iot.get_policy(policyName="versioned")["defaultVersionId"], "3")
+
+        self.iot.set_default_policy_version(policyName="versioned", policyVersionId="5")
+        version = self.iot.get_policy_version(policyName="versioned", policyVersionId="5")
+        self.assertTrue(version["isDefaultVersion"])
+        self.assertEqual(version["policyDocument"], ALLOW_PUBLISH)
+        self.assert_error(
+            lambda: self.iot.delete_policy_version(policyName="versioned", policyVersionId="5"),
+            "DeleteConflictException",
+            409,
+        )
+        self.iot.delete_policy_version(policyName="versioned", policyVersionId="1")
+        created = self.iot.create_policy_version(
+            policyName="versioned", policyDocument=ALLOW_CONNECT
+        )
+        self.assertEqual(created["policyVersionId"], "6")
+        self.assert_error(
+            lambda: self.iot.get_policy_version(policyName="versioned", policyVersionId="1"),
+            "ResourceNotFoundException",
+            404,
+        )
+        self.assert_error(
+            lambda: self.iot.delete_policy(policyName="versioned"),
+            "DeleteConflictException",
+            409,
+        )
+        self.assert_error(
+            lambda: self.iot.create_policy_version(
+                policyName="versioned", policyDocument="[1, 2"
+            ),
+            "MalformedPolicyException",
+            400,
+        )
+        self.assert_error(
+            lambda: self.iot.set_default_policy_version(
+                policyName="versioned", policyVersionId="99"
+            ),
+            "ResourceNotFoundException",
+            404,
+        )
+
+    def test_list_policies_pages(self):
+        names = [f"listed-policy-{n}" for n in range(3)]
+        for name in names:
+            self.iot.create_policy(policyName=name, policyDocument=ALLOW_CONNECT)
+        listed = [
+            p["policyName"]
+            for p in all_items(self.iot, "list_policies", "policies", ascendingOrder=True)
+        ]
+        self.assertEqual([n for n in listed if n in names], names)
+        sizes = page_sizes(self.iot, "list_policies", "policies", 2)
+        self.assertEqual(sum(sizes), len(listed))
+        self.assertTrue(all(size <= 2 for size in sizes), sizes)
+
+    def test_attach_to_group_and_list_and_detach(self):
+        group_arn = self.create_group_with_things("policy-group", ["policy-member"])
+        policies = [f"group-policy-{n}" for n in range(3)]
+        for name in policies:
+            self.iot.create_policy(policyName=name, policyDocument=ALLOW_CONNECT)
+            self.iot.attach_policy(policyName=name, target=group_arn)
+        attached = all_items(self.iot, "list_attached_policies", "policies", target=group_arn)
+        self.assertEqual([p["policyName"] for p in attached], policies)
+        self.assertEqual(attached[0]["policyArn"], f"{ARN_PREFIX}:policy/group-policy-0")
+        self.assertEqual(
+            page_sizes(self.iot, "list_attached_policies", "policies", 2, target=group_arn),
+            [2, 1],
+        )
+        self.assert_error(
+            lambda: self.iot.delete_policy(policyName="group-policy-0"),
+            "DeleteConflictException",
+            409,
+        )
+        self.iot.detach_policy(policyName="group-policy-0", target=group_arn)
+        attached = self.iot.list_attached_policies(target=group_arn)["policies"]
+        self.assertEqual([p["policyName"] for p in attached], policies[1:])
+
+    def test_attach_errors(self):
+        self.iot.create_policy(policyName="attach-errors", policyDocument=ALLOW_CONNECT)
+        self.assert_error(
+            lambda: self.iot.attach_policy(
+                policyName="attach-errors", target=f"{ARN_PREFIX}:thinggroup/missing-group"
+            ),
+            "ResourceNotFoundException",
+            404,
+        )
+        self.assert_error(
+            lambda: self.iot.attach_policy(
+                policyName="attach-errors", target=f"{ARN_PREFIX}:cert/{'b' * 64}"
+            ),
+            "ResourceNotFoundException",
+            404,
+        )
+        self.assert_error(
+            lambda: self.iot.attach_policy(policyName="attach-errors", target="not-an-arn"),
+            "InvalidRequestException",
+            400,
+            "target",
+        )
+        group_arn = self.create_group_with_things("crowded-group", [])
+        self.assert_error(
+            lambda: self.iot.attach_policy(policyName="no-such-policy", target=group_arn),
+            "ResourceNotFoundException",
+            404,
+        )
+        for n in range(10):
+            self.iot.create_policy(policyName=f"crowd-{n}", policyDocument=ALLOW_CONNECT)
+            self.iot.attach_policy(policyName=f"crowd-{n}", target=group_arn)
+        self.assert_error(
+            lambda: self.iot.attach_policy(policyName="attach-errors", target=group_arn),
+            "LimitExceededException",
+            410,
+        )
+
+
+class LoggingOptionsTest(ServerTestCase):
+    def test_logging_options_round_trip(self):
+        self.assert_error(
+            lambda: self.iot.get_v2_logging_options(), "NotConfiguredException", 404
+        )
+        self.iot.set_v2_logging_options(roleArn=ROLE_ARN, defaultLogLevel="WARN")
+        options = self.iot.get_v2_logging_options()
+        self.assertEqual(options["roleArn"], ROLE_ARN)
+        self.assertEqual(options["defaultLogLevel"], "WARN")
+        self.assertEqual(options["disableAllLogs"], False)
+        self.iot.set_v2_logging_options(
+            roleArn=ROLE_ARN, defaultLogLevel="DEBUG", disableAllLogs=True
+        )
+        options = self.iot.get_v2_logging_options()
+        self.assertEqual(options["defaultLogLevel"], "DEBUG")
+        self.assertEqual(options["disableAllLogs"], True)
+
+    def test_invalid_logging_options_name_the_field(self):
+        self.assert_error(
+            lambda: self.unchecked_iot.set_v2_logging_options(
+                roleArn=ROLE_ARN, defaultLogLevel="LOUD"
+            ),
+            "InvalidRequestException",
+            400,
+            "defaultLogLevel",
+        )
+        self.assert_error(
+            lambda: self.iot.set_v2_logging_options(roleArn="not-a-role", defaultLogLevel="INFO"),
+            "InvalidRequestException",
+            400,
+            "roleArn",
+        )
+
+
+class ThingAttributeTest(ServerTestCase):
+    def test_create_with_attributes_then_describe(self):
+        created = self.iot.create_thing(
+            thingName="attributed", attributePayload={"attributes": {"model": "m-1", "site": "b7"}}
+        )
+        described = self.iot.describe_thing(thingName="attributed")
+        self.assertEqual(described["thingName"], "attributed")
+        self.assertEqual(described["thingId"], created["thingId"])
+        self.assertEqual(described["thingArn"], f"{ARN_PREFIX}:thing/attributed")
+        self.assertEqual(described["attributes"], {"model": "m-1", "site": "b7"})
+        self.assertEqual(described["version"], 1)
+        again = self.iot.create_thing(
+            thingName="attributed", attributePayload={"attributes": {"model": "m-1", "site": "b7"}}
+        )
+        self.assertEqual(again["thingId"], created["thingId"])
+        self.assert_error(
+            lambda: self.iot.create_thing(
+                thingName="attributed", attributePayload={"attributes": {"model": "m-2"}}
+            ),
+            "ResourceAlreadyExistsException",
+            409,
+        )
+
+    def test_update_merges_or_replaces_and_checks_version(self):
+        self.iot.create_thing(
+            thingName="updated", attributePayload={"attributes": {"a": "1", "b": "2"}}
+        )
+        self.iot.update_thing(
+            thingName="updated",
+            attributePayload={"attributes": {"b": "", "c": "3"}, "merge": True},
+            expectedVersion=1,
+        )
+        described = self.iot.describe_thing(thingName="updated")
+        self.assertEqual(described["attributes"], {"a": "1", "c": "3"})
+        self.assertEqual(described["version"], 2)
+        self.assert_error(
+            lambda: self.iot.update_thing(
+                thingName="updated", attributePayload={"attributes": {}}, expectedVersion=1
+            ),
+            "VersionConflictException",
+            409,
+        )
+        self.iot.update_thing(thingName="updated", attributePayload={"attributes": {"d": "4"}})
+        described = self.iot.describe_thing(thingName="updated")
+        self.assertEqual(described["attributes"], {"d": "4"})
+        self.assertEqual(described["version"], 3)
+
+    def test_attribute_limits_and_refusals(self):
+        too_many = {f"name{n}": "v" for n in range(51)}
+        self.assert_error(
+            lambda: self.iot.create_thing(
+                thingName="crowded", attributePayload={"attributes": too_many}
+            ),
+            "InvalidRequestException",
+            400,
+            "attributePayload.attributes",
+        )
+        self.assert_error(
+            lambda: self.iot.create_thing(
+                thingName="badly-named", attributePayload={"attributes": {"bad name": "v"}}
+            ),
+            "InvalidRequestException",
+            400,
+            "bad name",
+        )
+        self.assert_error(
+            lambda: self.iot.create_thing(thingName="typed", thingTypeName="sensor"),
+            "InvalidRequestException",
+            400,
+            "thingTypeName",
+        )
+        self.assert_error(
+            lambda: self.iot.describe_thing(thingName="no-such-thing"),
+            "ResourceNotFoundException",
+            404,
+        )
+        self.assert_error(
+            lambda: self.iot.update_thing(thingName="no-such-thing", attributePayload={}),
+            "ResourceNotFoundException",
+            404,
+        )
 
 
 def main():

@@ -1,15 +1,17 @@
 //! The AWS IoT control-plane API of `vigil serve`: the Device Defender Detect operations and the
-//! registry operations the ML Detect guide needs, with AWS's routes, shapes and error types, so
-//! the AWS CLI and SDKs work unchanged with `--endpoint-url`.
+//! registry operations that the ML Detect guide and the mitigation actions need, with AWS's
+//! routes, shapes and error types, so the AWS CLI and SDKs work unchanged with `--endpoint-url`.
 //!
 //! Each handler parses its input into typed values (every problem becomes an
 //! `InvalidRequestException` naming the field), then runs on the [`Service`] under its lock in a
 //! blocking task, and commits what it changed before answering.
 
+mod certificates;
 pub mod client;
 mod detect;
 mod metrics;
 mod mitigation;
+mod policies;
 mod registry;
 mod resources;
 pub mod sigv4;
@@ -26,6 +28,7 @@ pub use sigv4::Credentials;
 
 use vigil_core::model::Timestamp;
 
+use crate::iot::IotError;
 use crate::journal::{Command, Reply};
 use crate::service::Service;
 
@@ -92,8 +95,10 @@ impl ApiState {
 /// Builds the API routes.
 pub fn routes(state: ApiState) -> Router {
     Router::new()
+        .merge(certificates::routes())
         .merge(detect::routes())
         .merge(mitigation::routes())
+        .merge(policies::routes())
         .merge(registry::routes())
         .merge(resources::routes())
         .merge(wire::extension_routes())
@@ -191,6 +196,38 @@ impl From<anyhow::Error> for ApiError {
                 message,
             ),
             E::InvalidSnapshot(_) => Self::internal(message),
+        }
+    }
+}
+
+impl From<IotError> for ApiError {
+    /// Maps a registry error to the AWS type most operations use for it. Operations whose AWS
+    /// type differs, such as `CertificateStateException`, convert with [`ApiError::from_iot`].
+    fn from(error: IotError) -> Self {
+        match error {
+            IotError::NotFound(message) => Self::not_found(message),
+            IotError::Invalid(message) => Self::invalid(message),
+            IotError::Conflict(message) => {
+                Self::new(StatusCode::CONFLICT, "ConflictException", message)
+            }
+            // AWS returns LimitExceededException with status 410.
+            IotError::LimitExceeded(message) => {
+                Self::new(StatusCode::GONE, "LimitExceededException", message)
+            }
+            IotError::Internal(error) => Self::from(error),
+        }
+    }
+}
+
+impl ApiError {
+    /// Converts a registry error, giving `Conflict` and `LimitExceeded` the status and type
+    /// `state_error` that the operation uses for them.
+    pub fn from_iot(error: IotError, state_error: (StatusCode, &'static str)) -> Self {
+        match error {
+            IotError::Conflict(message) | IotError::LimitExceeded(message) => {
+                Self::new(state_error.0, state_error.1, message)
+            }
+            other => Self::from(other),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The IoT registry operations the ML Detect guide and the mitigation actions need: things and
-//! static thing groups.
+//! The IoT registry operations the ML Detect guide and the mitigation actions need: things with
+//! their attributes, and static thing groups.
+
+use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -12,14 +14,19 @@ use serde_json::{Value, json};
 use super::detect::with_token;
 use super::wire::{self, Query, Tag, body, empty, json as respond};
 use super::{ApiError, ApiResult, ApiState};
+use crate::iot;
 use crate::journal::Command;
 use crate::service::{Service, Write};
 use crate::store::ThingGroupRecord;
+use crate::store::registry::RegistryWrite;
 
 /// The routes of this module.
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/things/{thing_name}", post(create_thing))
+        .route(
+            "/things/{thing_name}",
+            post(create_thing).get(describe_thing).patch(update_thing),
+        )
         .route(
             "/things/{thing_name}/thing-groups",
             get(list_thing_groups_for_thing),
@@ -44,11 +51,20 @@ pub fn routes() -> Router<ApiState> {
         )
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AttributePayload {
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    merge: bool,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateThingInput {
     thing_type_name: Option<String>,
-    attribute_payload: Option<Value>,
+    attribute_payload: Option<AttributePayload>,
     billing_group_name: Option<String>,
 }
 
@@ -64,17 +80,28 @@ async fn create_thing(
              `thingTypeName` and `billingGroupName`",
         ));
     }
-    reject_attributes("attributePayload", input.attribute_payload.as_ref())?;
+    let mut attributes = input.attribute_payload.unwrap_or_default().attributes;
+    // An empty value removes an attribute in UpdateThing, so it sets none here.
+    attributes.retain(|_, value| !value.is_empty());
+    iot::check_attributes("attributePayload.attributes", &attributes)?;
     let (thing_id, arn) = state
         .call(move |service| {
             let thing_id = match service.store().thing_id(&thing_name)? {
-                Some(id) => id,
+                Some(id) => {
+                    check_same_attributes(service, &thing_name, &attributes)?;
+                    id
+                }
                 None => {
                     service.engine().run(Command::CreateThing {
                         name: thing_name.clone(),
                     })?;
                     let id = crate::ids::uuid_from(&["thing", &thing_name]);
                     service.write(Write::Thing(thing_name.clone(), id.clone()));
+                    service.write(Write::Registry(RegistryWrite::ThingAttributes {
+                        thing: thing_name.clone(),
+                        attributes,
+                        version: 1,
+                    }));
                     id
                 }
             };
@@ -92,6 +119,126 @@ async fn create_thing(
         "thingArn": arn.1,
         "thingId": thing_id,
     })))
+}
+
+/// Lets CreateThing repeat for an existing thing only with the same attributes, as AWS does.
+fn check_same_attributes(
+    service: &Service,
+    thing: &str,
+    attributes: &BTreeMap<String, String>,
+) -> ApiResult<()> {
+    let stored = service.thing_attributes(thing)?.unwrap_or_default();
+    if &stored == attributes {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "ResourceAlreadyExistsException",
+        format!("thing `{thing}` already exists with other attributes"),
+    )
+    .with("resourceId", thing)
+    .with("resourceArn", service.arn(&format!("thing/{thing}"))))
+}
+
+/// Returns a thing's attributes and version, failing with `ResourceNotFoundException`.
+fn attributes_and_version(
+    service: &Service,
+    thing: &str,
+) -> ApiResult<(BTreeMap<String, String>, i64)> {
+    if service.store().thing_id(thing)?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "thing `{thing}` does not exist"
+        )));
+    }
+    Ok(service
+        .store()
+        .thing_attributes(thing)?
+        .unwrap_or_else(|| (BTreeMap::new(), 1)))
+}
+
+async fn describe_thing(
+    State(state): State<ApiState>,
+    Path(thing): Path<String>,
+) -> ApiResult<Response> {
+    let value = state
+        .call(move |service| {
+            let (attributes, version) = attributes_and_version(service, &thing)?;
+            let thing_id = service.store().thing_id(&thing)?.unwrap_or_default();
+            Ok(json!({
+                "defaultClientId": thing,
+                "thingName": thing,
+                "thingId": thing_id,
+                "thingArn": service.arn(&format!("thing/{thing}")),
+                "attributes": attributes,
+                "version": version,
+            }))
+        })
+        .await?;
+    Ok(respond(value))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateThingInput {
+    thing_type_name: Option<String>,
+    attribute_payload: Option<AttributePayload>,
+    expected_version: Option<i64>,
+    remove_thing_type: Option<bool>,
+}
+
+async fn update_thing(
+    State(state): State<ApiState>,
+    Path(thing): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let input: UpdateThingInput = body(&bytes)?;
+    if input.thing_type_name.is_some() || input.remove_thing_type == Some(true) {
+        return Err(ApiError::invalid(
+            "Vigil's registry has no thing types; leave out `thingTypeName` and \
+             `removeThingType`",
+        ));
+    }
+    let payload = input.attribute_payload;
+    state
+        .call(move |service| {
+            let (mut attributes, version) = attributes_and_version(service, &thing)?;
+            if let Some(expected) = input.expected_version
+                && expected != version
+            {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "VersionConflictException",
+                    format!("thing `{thing}` is at version {version}, not {expected}"),
+                ));
+            }
+            if let Some(payload) = payload {
+                apply_attribute_payload(&mut attributes, payload);
+            }
+            iot::check_attributes("attributePayload.attributes", &attributes)?;
+            service.write(Write::Registry(RegistryWrite::ThingAttributes {
+                thing,
+                attributes,
+                version: version + 1,
+            }));
+            Ok(())
+        })
+        .await?;
+    Ok(empty())
+}
+
+/// Applies UpdateThing's attribute payload: with `merge` the attributes are added to the
+/// stored ones, else they replace them. An empty value removes the attribute in both cases.
+fn apply_attribute_payload(stored: &mut BTreeMap<String, String>, payload: AttributePayload) {
+    if !payload.merge {
+        stored.clear();
+    }
+    for (name, value) in payload.attributes {
+        if value.is_empty() {
+            stored.remove(&name);
+        } else {
+            stored.insert(name, value);
+        }
+    }
 }
 
 /// Refuses registry attributes, which Vigil does not keep, rather than dropping them silently.
@@ -229,7 +376,9 @@ async fn delete_thing_group(
             service.engine().run(Command::DeleteThingGroup {
                 name: group.clone(),
             })?;
-            service.write(Write::DropTags(service.arn(&format!("thinggroup/{group}"))));
+            let arn = service.arn(&format!("thinggroup/{group}"));
+            service.write(Write::DropTags(arn.clone()));
+            service.write(Write::Registry(RegistryWrite::DropPolicyTarget(arn)));
             service.write(Write::DropThingGroup(group));
             Ok(())
         })

@@ -288,8 +288,19 @@ fn check_taggable(service: &mut Service, arn: &str) -> ApiResult<()> {
             "`resourceArn` `{arn}` is not an ARN of this server (it must start with `{prefix}`)"
         )));
     };
+    let exists = match kind {
+        "policy" => service.store().policy(name)?.is_some(),
+        "cacert" => service.store().ca_certificate(name)?.is_some(),
+        _ => true,
+    };
+    if !exists {
+        return Err(ApiError::not_found(format!(
+            "resource `{arn}` does not exist"
+        )));
+    }
     let engine = service.engine().queries();
     match kind {
+        "policy" | "cacert" => {}
         "securityprofile" => engine.describe_security_profile(name).map(drop)?,
         "custommetric" => engine.describe_custom_metric(name).map(drop)?,
         "dimension" => engine.describe_dimension(name).map(drop)?,
@@ -298,7 +309,8 @@ fn check_taggable(service: &mut Service, arn: &str) -> ApiResult<()> {
         other => {
             return Err(ApiError::invalid(format!(
                 "resources of type `{other}` cannot be tagged; tag security profiles, custom \
-                 metrics, dimensions, mitigation actions or thing groups"
+                 metrics, dimensions, mitigation actions, thing groups, policies or CA \
+                 certificates"
             )));
         }
     }

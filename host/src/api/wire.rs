@@ -151,6 +151,54 @@ impl Query {
     }
 }
 
+impl Query {
+    /// Returns the page a marker-paginated list requests: `marker` and `pageSize` (1 to 250),
+    /// as the older IoT list operations such as `ListCertificates` take them.
+    pub fn marker_page(&self, default: usize) -> ApiResult<Page> {
+        let limit = self
+            .integer("pageSize", 1, 250)?
+            .map_or(default, |n| usize::try_from(n).unwrap_or(default));
+        let offset = match self.get("marker") {
+            None => 0,
+            Some(marker) => parse_marker(marker)?,
+        };
+        Ok(Page { offset, limit })
+    }
+}
+
+const MARKER_PREFIX: &str = "vigil";
+
+/// Returns the `nextMarker` that continues at `position`. AWS's model allows only `[A-Za-z0-9+/]` and
+/// `=` in markers, so it has no separator.
+pub fn marker_for(position: usize) -> String {
+    format!("{MARKER_PREFIX}{position}")
+}
+
+fn parse_marker(marker: &str) -> ApiResult<usize> {
+    marker
+        .strip_prefix(MARKER_PREFIX)
+        .and_then(|rest| rest.parse().ok())
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`marker` `{marker}` was not issued by this server; pass the `nextMarker` of the \
+                 previous response unchanged"
+            ))
+        })
+}
+
+/// Cuts `items` to `page` and adds them under `key`, with `nextMarker` unless the page is the
+/// last.
+pub fn marker_listing<T: serde::Serialize>(key: &str, page: Page, items: Vec<T>) -> Response {
+    let total = items.len();
+    let end = page.offset.saturating_add(page.limit).min(total);
+    let (items, _) = page.cut(items);
+    let mut body = serde_json::json!({ key: items });
+    if end < total {
+        body["nextMarker"] = marker_for(end).into();
+    }
+    json(body)
+}
+
 fn decode_component(text: &str) -> ApiResult<String> {
     let spaced = text.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
