@@ -26,12 +26,32 @@ const WASM_TARGETS: [&str; 2] = ["wasm32-unknown-unknown", "wasm32-wasip2"];
 /// Cargo profile for guest builds, optimized for size.
 const WASM_PROFILE: &str = "wasm-release";
 
-/// Plugin and fixture crates with the place of their component under `target/wasm/`, built
-/// before the core so that a broken core does not block them.
-const PLUGIN_PACKAGES: [(&str, &str); 3] = [
+/// Plugin and fixture crates with the place of their component under `target/wasm/`,
+/// built before the core so that a broken core does not block them.
+const PLUGIN_PACKAGES: [(&str, &str); 8] = [
     (
         "vigil-plugin-add-things-to-thing-group",
         "plugins/add-things-to-thing-group.wasm",
+    ),
+    (
+        "vigil-plugin-update-device-certificate",
+        "plugins/update-device-certificate.wasm",
+    ),
+    (
+        "vigil-plugin-update-ca-certificate",
+        "plugins/update-ca-certificate.wasm",
+    ),
+    (
+        "vigil-plugin-replace-default-policy-version",
+        "plugins/replace-default-policy-version.wasm",
+    ),
+    (
+        "vigil-plugin-enable-iot-logging",
+        "plugins/enable-iot-logging.wasm",
+    ),
+    (
+        "vigil-plugin-publish-finding-to-sns",
+        "plugins/publish-finding-to-sns.wasm",
     ),
     (
         "vigil-fixture-hostile-plugin",
