@@ -26,13 +26,40 @@ const WASM_TARGETS: [&str; 2] = ["wasm32-unknown-unknown", "wasm32-wasip2"];
 /// Cargo profile for guest builds, optimized for size.
 const WASM_PROFILE: &str = "wasm-release";
 
-/// Plugin and fixture crates with the place of their component under `target/wasm/`, built
-/// before the core so that a broken core does not block them.
-const PLUGIN_PACKAGES: [(&str, &str); 3] = [
+/// Plugin, example and fixture crates with the place of their component under `target/wasm/`,
+/// built before the core so that a broken core does not block them. Only `plugins/` is loaded
+/// with bundled grants, so examples go to `examples/`, which nothing loads by default.
+const PLUGIN_PACKAGES: [(&str, &str); 11] = [
     (
         "vigil-plugin-add-things-to-thing-group",
         "plugins/add-things-to-thing-group.wasm",
     ),
+    (
+        "vigil-plugin-update-device-certificate",
+        "plugins/update-device-certificate.wasm",
+    ),
+    (
+        "vigil-plugin-update-ca-certificate",
+        "plugins/update-ca-certificate.wasm",
+    ),
+    (
+        "vigil-plugin-replace-default-policy-version",
+        "plugins/replace-default-policy-version.wasm",
+    ),
+    (
+        "vigil-plugin-enable-iot-logging",
+        "plugins/enable-iot-logging.wasm",
+    ),
+    (
+        "vigil-plugin-publish-finding-to-sns",
+        "plugins/publish-finding-to-sns.wasm",
+    ),
+    (
+        "vigil-example-webhook-notifier",
+        "examples/webhook-notifier.wasm",
+    ),
+    ("vigil-example-rate-limiter", "examples/rate-limiter.wasm"),
+    ("vigil-plugin-template", "examples/template.wasm"),
     (
         "vigil-fixture-hostile-plugin",
         "fixtures/hostile-plugin.wasm",
