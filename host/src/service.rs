@@ -503,84 +503,12 @@ pub fn run_task(service: &mut Service, task_id: &str) -> anyhow::Result<()> {
         .plugins
         .take()
         .context("failed to run a mitigation task: another one is running")?;
-    let result =
-        crate::mitigate::run_task(&mut ServiceTasks { service }, &mut plugins, task_id, now);
+    let result = crate::mitigate::run_task(
+        &mut crate::tasks::ServiceTasks::new(service),
+        &mut plugins,
+        task_id,
+        now,
+    );
     service.plugins = Some(plugins);
     result.map(drop)
-}
-
-/// The service as a mitigation task sees it: the journaled engine, and the database for what the
-/// engine does not keep.
-struct ServiceTasks<'a> {
-    service: &'a mut Service,
-}
-
-impl crate::mitigate::TaskEngine for ServiceTasks<'_> {
-    fn next_pending_execution(
-        &mut self,
-        task_id: &str,
-        now: Timestamp,
-    ) -> anyhow::Result<Option<vigil_core::mitigation::PendingExecution>> {
-        self.service.engine.next_pending_execution(task_id, now)
-    }
-
-    fn record_execution_outcome(
-        &mut self,
-        task_id: &str,
-        violation_id: &str,
-        action_name: &str,
-        outcome: vigil_core::mitigation::ExecutionOutcome,
-        now: Timestamp,
-    ) -> anyhow::Result<vigil_core::model::DetectMitigationActionsTaskSummary> {
-        self.service.engine.record_execution_outcome(
-            task_id,
-            violation_id,
-            action_name,
-            outcome,
-            now,
-        )
-    }
-
-    fn describe_mitigation_task(
-        &mut self,
-        task_id: &str,
-    ) -> anyhow::Result<vigil_core::model::DetectMitigationActionsTaskSummary> {
-        crate::mitigate::TaskEngine::describe_mitigation_task(&mut self.service.engine, task_id)
-    }
-
-    fn add_thing_to_thing_group(&mut self, thing: &str, group: &str) -> anyhow::Result<()> {
-        crate::mitigate::TaskEngine::add_thing_to_thing_group(
-            &mut self.service.engine,
-            thing,
-            group,
-        )
-    }
-
-    fn list_thing_groups_for_thing(&mut self, thing: &str) -> anyhow::Result<Vec<String>> {
-        crate::mitigate::TaskEngine::list_thing_groups_for_thing(&mut self.service.engine, thing)
-    }
-
-    fn perform_extra(
-        &mut self,
-        operation: &crate::plugins::StagedOperation,
-    ) -> Result<(), crate::plugins::CapabilityError> {
-        match operation {
-            crate::plugins::StagedOperation::Publish {
-                topic_arn, message, ..
-            } => {
-                let message = serde_json::from_str(message)
-                    .unwrap_or_else(|_| serde_json::Value::String(message.clone()));
-                self.service
-                    .write(Write::Notification(crate::alerts::Notification {
-                        topic_arn: topic_arn.clone(),
-                        message,
-                    }));
-                Ok(())
-            }
-            other => Err(crate::plugins::CapabilityError::Other(format!(
-                "cannot {}: this server keeps no certificates, policies or logging options",
-                other.summary()
-            ))),
-        }
-    }
 }

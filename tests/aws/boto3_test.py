@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -1771,6 +1772,93 @@ class ThingAttributeTest(ServerTestCase):
             "ResourceNotFoundException",
             404,
         )
+
+
+class BundledPluginTest(ServerTestCase):
+    """The bundled plugins of the five other action types, acting on the server's registry."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.certificates = CertificateFactory()
+        cls.addClassCleanup(cls.certificates.cleanup)
+
+    def test_one_task_applies_all_five_actions_to_the_violating_thing(self):
+        thing = "compromised-1"
+        group_arn = self.create_group_with_things("plugin-fleet", [thing])
+        ca = self.certificates.ca("plugin-test-ca")
+        ca_id = self.iot.register_ca_certificate(caCertificate=ca[1], setAsActive=True)[
+            "certificateId"
+        ]
+        device = self.iot.register_certificate(
+            certificatePem=self.certificates.device(thing, issuer=ca),
+            caCertificatePem=ca[1],
+            status="ACTIVE",
+        )
+        self.iot.attach_thing_principal(thingName=thing, principal=device["certificateArn"])
+        allow_all = json.dumps(
+            {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
+        )
+        self.iot.create_policy(policyName="device-policy", policyDocument=allow_all)
+        self.iot.attach_policy(policyName="device-policy", target=device["certificateArn"])
+        topic = "arn:aws:sns:us-east-1:123456789012:device-findings"
+        logging_role = "arn:aws:iam::123456789012:role/IoTLoggingRole"
+        actions = {
+            "deactivate-device-cert": {"updateDeviceCertificateParams": {"action": "DEACTIVATE"}},
+            "deactivate-ca-cert": {"updateCACertificateParams": {"action": "DEACTIVATE"}},
+            "blank-policy": {"replaceDefaultPolicyVersionParams": {"templateName": "BLANK_POLICY"}},
+            "enable-logging": {
+                "enableIoTLoggingParams": {"roleArnForLogging": logging_role, "logLevel": "DEBUG"}
+            },
+            "publish-finding": {"publishFindingToSnsParams": {"topicArn": topic}},
+        }
+        for name, params in actions.items():
+            self.iot.create_mitigation_action(actionName=name, roleArn=ROLE_ARN, actionParams=params)
+        self.create_profile("plugin-messages")
+        self.iot.attach_security_profile(
+            securityProfileName="plugin-messages", securityProfileTargetArn=group_arn
+        )
+        self.send_messages_sent(thing, int(time.time()) - 3600, 100)
+        eventually(lambda: self.active_violations(securityProfileName="plugin-messages"))
+        violation = self.active_violations(securityProfileName="plugin-messages")[0]
+
+        self.iot.start_detect_mitigation_actions_task(
+            taskId="all-five-actions",
+            target={"violationIds": [violation["violationId"]]},
+            actions=list(actions),
+            clientRequestToken=str(uuid.uuid4()),
+        )
+        summary = eventually(lambda: self.finished("all-five-actions"))
+
+        self.assertEqual(summary["taskStatus"], "SUCCESSFUL", summary)
+        self.assertEqual(
+            summary["taskStatistics"],
+            {"actionsExecuted": 5, "actionsSkipped": 0, "actionsFailed": 0},
+        )
+        certificate = self.iot.describe_certificate(certificateId=device["certificateId"])
+        self.assertEqual(certificate["certificateDescription"]["status"], "INACTIVE")
+        authority = self.iot.describe_ca_certificate(certificateId=ca_id)
+        self.assertEqual(authority["certificateDescription"]["status"], "INACTIVE")
+        policy = self.iot.get_policy(policyName="device-policy")
+        self.assertEqual(policy["defaultVersionId"], "2")
+        statement = json.loads(policy["policyDocument"])["Statement"]
+        self.assertEqual([rule["Effect"] for rule in statement], ["Deny"])
+        logging = self.iot.get_v2_logging_options()
+        self.assertEqual(logging["roleArn"], logging_role)
+        self.assertEqual(logging["defaultLogLevel"], "DEBUG")
+        status, _, body = self.server.signed_request(
+            "GET", f"/vigil/notifications?topicArn={urllib.parse.quote(topic, safe='')}"
+        )
+        self.assertEqual(status, 200, body)
+        messages = [item["message"] for item in json.loads(body)["notifications"]]
+        self.assertEqual(len(messages), 1, messages)
+        self.assertEqual(messages[0]["thingName"], thing)
+        self.assertEqual(messages[0]["violationId"], violation["violationId"])
+
+    def finished(self, task_id):
+        summary = self.iot.describe_detect_mitigation_actions_task(taskId=task_id)["taskSummary"]
+        return summary if summary["taskStatus"] != "IN_PROGRESS" else None
 
 
 def main():
