@@ -39,7 +39,7 @@ const TEST_ARN_PREFIX: &str = "arn:aws:iot:us-east-1:123456789012";
 /// Arguments of `vigil plugin`.
 #[derive(clap::Args, Debug)]
 pub struct PluginArgs {
-    /// What to do.
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: PluginCommand,
 }
@@ -69,7 +69,7 @@ pub struct ListArgs {
     pub plugins: Option<PathBuf>,
 }
 
-/// What a custom plugin may do, as the command line grants it.
+/// Grants for a custom plugin, from the command line.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct GrantArgs {
     /// Capabilities the plugin may import, comma-separated: thing-registry, certificates,
@@ -101,7 +101,7 @@ pub struct InstallArgs {
     /// The plugin's own parameters for this action, JSON, checked against its schema.
     #[arg(long, value_name = "JSON")]
     pub params: Option<String>,
-    /// What the plugin may do.
+    /// Grants for the plugin.
     #[command(flatten)]
     pub grants: GrantArgs,
 }
@@ -514,7 +514,7 @@ fn test(args: &TestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A registry that answers from a fixed snapshot and performs nothing: a dry run.
+/// A registry that reads from a fixed snapshot and performs nothing, for a dry run.
 struct DryRun {
     snapshot: ThingSnapshot,
     thing: String,
@@ -761,17 +761,11 @@ fn read_thing_state(path: &Path) -> anyhow::Result<ThingSnapshot> {
 }
 
 fn certificate_status(name: &str) -> anyhow::Result<CertificateStatus> {
-    Ok(match name {
-        "ACTIVE" => CertificateStatus::Active,
-        "INACTIVE" => CertificateStatus::Inactive,
-        "REVOKED" => CertificateStatus::Revoked,
-        "PENDING_TRANSFER" => CertificateStatus::PendingTransfer,
-        "REGISTER_INACTIVE" => CertificateStatus::RegisterInactive,
-        "PENDING_ACTIVATION" => CertificateStatus::PendingActivation,
-        other => bail!(
-            "certificate status `{other}` is not one of ACTIVE, INACTIVE, REVOKED, \
+    crate::plugins::parse_certificate_status(name).with_context(|| {
+        format!(
+            "certificate status `{name}` is not one of ACTIVE, INACTIVE, REVOKED, \
              PENDING_TRANSFER, REGISTER_INACTIVE, PENDING_ACTIVATION"
-        ),
+        )
     })
 }
 

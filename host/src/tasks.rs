@@ -13,7 +13,10 @@ use crate::plugins::records::{
     CaCertificate, CaCertificateStatus, CertificateStatus, DeviceCertificate, IotLogLevel,
     LoggingOptions, PolicyVersion,
 };
-use crate::plugins::{CapabilityError, StagedOperation, ThingSnapshot};
+use crate::plugins::{
+    CapabilityError, StagedOperation, ThingSnapshot, ca_certificate_status_name,
+    certificate_status_name, log_level_name, parse_certificate_status, parse_log_level,
+};
 use crate::service::{Service, Write};
 
 /// A service borrowed for one mitigation task.
@@ -170,13 +173,9 @@ impl TaskEngine for ServiceTasks<'_> {
             StagedOperation::UpdateCaCertificate {
                 certificate_id,
                 status,
-            } => self.service.set_ca_certificate_status(
-                certificate_id,
-                match status {
-                    CaCertificateStatus::Active => "ACTIVE",
-                    CaCertificateStatus::Inactive => "INACTIVE",
-                },
-            ),
+            } => self
+                .service
+                .set_ca_certificate_status(certificate_id, ca_certificate_status_name(*status)),
             StagedOperation::CreatePolicyVersion {
                 policy,
                 document,
@@ -228,49 +227,10 @@ fn device_certificate(stored: CertificateInfo) -> DeviceCertificate {
     }
 }
 
-/// Pairs of AWS certificate status names and their WIT values.
-const CERTIFICATE_STATUSES: [(&str, CertificateStatus); 6] = [
-    ("ACTIVE", CertificateStatus::Active),
-    ("INACTIVE", CertificateStatus::Inactive),
-    ("REVOKED", CertificateStatus::Revoked),
-    ("PENDING_TRANSFER", CertificateStatus::PendingTransfer),
-    ("REGISTER_INACTIVE", CertificateStatus::RegisterInactive),
-    ("PENDING_ACTIVATION", CertificateStatus::PendingActivation),
-];
-
 fn certificate_status(name: &str) -> CertificateStatus {
-    CERTIFICATE_STATUSES
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map_or(CertificateStatus::Inactive, |(_, status)| *status)
+    parse_certificate_status(name).unwrap_or(CertificateStatus::Inactive)
 }
-
-fn certificate_status_name(status: CertificateStatus) -> &'static str {
-    CERTIFICATE_STATUSES
-        .iter()
-        .find(|(_, known)| *known == status)
-        .map_or("INACTIVE", |(name, _)| name)
-}
-
-/// Pairs of AWS log level names and their WIT values.
-const LOG_LEVELS: [(&str, IotLogLevel); 5] = [
-    ("DEBUG", IotLogLevel::Debug),
-    ("INFO", IotLogLevel::Info),
-    ("ERROR", IotLogLevel::Error),
-    ("WARN", IotLogLevel::Warn),
-    ("DISABLED", IotLogLevel::Disabled),
-];
 
 fn log_level(name: &str) -> IotLogLevel {
-    LOG_LEVELS
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map_or(IotLogLevel::Error, |(_, level)| *level)
-}
-
-fn log_level_name(level: IotLogLevel) -> &'static str {
-    LOG_LEVELS
-        .iter()
-        .find(|(_, known)| *known == level)
-        .map_or("ERROR", |(name, _)| name)
+    parse_log_level(name).unwrap_or(IotLogLevel::Error)
 }

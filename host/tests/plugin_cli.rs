@@ -65,7 +65,7 @@ fn install_legacy_plugin(data: &Path, action: &str) -> Output {
 }
 
 #[test]
-fn plugin_test_prints_what_the_host_would_perform() {
+fn plugin_test_prints_planned_operations() {
     let (dir, _) = test_folder("plugin-test-dry-run");
     let violation = dir.join("violation.json");
     std::fs::write(&violation, VIOLATION).unwrap();
@@ -103,7 +103,7 @@ fn plugin_test_prints_what_the_host_would_perform() {
 }
 
 #[test]
-fn plugin_test_fails_when_the_plugin_fails() {
+fn plugin_test_exits_1_on_failure() {
     let (dir, _) = test_folder("plugin-test-failure");
     let violation = dir.join("violation.json");
     std::fs::write(&violation, VIOLATION).unwrap();
@@ -130,7 +130,7 @@ fn plugin_test_fails_when_the_plugin_fails() {
 }
 
 #[test]
-fn installing_without_a_needed_grant_is_refused_and_writes_nothing() {
+fn install_without_grant_is_rejected() {
     let (dir, _) = test_folder("plugin-install-refused");
     let data = dir.join("data");
     let plugin = artifact("fixtures/legacy-plugin.wasm");
@@ -159,7 +159,7 @@ fn installing_without_a_needed_grant_is_refused_and_writes_nothing() {
 }
 
 #[test]
-fn an_installed_plugin_is_listed_with_its_grants_and_binding() {
+fn list_shows_installed_plugin_grants() {
     let (dir, _) = test_folder("plugin-install-list");
     let data = dir.join("data");
 
@@ -190,7 +190,7 @@ fn an_installed_plugin_is_listed_with_its_grants_and_binding() {
 }
 
 #[test]
-fn a_changed_installed_plugin_stops_the_server_with_a_reinstall_hint() {
+fn serve_rejects_changed_installed_plugin() {
     let (dir, credentials) = test_folder("plugin-install-tampered");
     let data = dir.join("data");
     assert!(
@@ -232,8 +232,8 @@ fn send(client: &mut ApiClient, method: &str, path: &str, query: &str, body: &st
     response.json().unwrap_or(Value::Null)
 }
 
-/// Raises a static violation for `thing` and returns its id.
-fn violation_for(client: &mut ApiClient, thing: &str) -> String {
+/// Raises a static violation for each of `things` and returns their ids in the same order.
+fn violations_for(client: &mut ApiClient, things: &[&str]) -> Vec<String> {
     let behavior = r#"{"name":"many-messages","metric":"aws:num-messages-sent",
         "criteria":{"comparisonOperator":"less-than","value":{"count":10},
         "consecutiveDatapointsToAlarm":1,"consecutiveDatapointsToClear":1}}"#;
@@ -253,15 +253,21 @@ fn violation_for(client: &mut ApiClient, thing: &str) -> String {
         "",
     );
     let timestamp = vigil_host::service::wall_clock_ms() / 1000 - 600;
+    let datapoints: Vec<String> = things
+        .iter()
+        .map(|thing| {
+            format!(
+                r#"{{"thingName":"{thing}","metricName":"aws:num-messages-sent",
+                "timestamp":{timestamp},"value":{{"count":500}}}}"#
+            )
+        })
+        .collect();
     send(
         client,
         "POST",
         "/vigil/datapoints",
         "",
-        &format!(
-            r#"{{"datapoints":[{{"thingName":"{thing}","metricName":"aws:num-messages-sent",
-            "timestamp":{timestamp},"value":{{"count":500}}}}]}}"#
-        ),
+        &format!(r#"{{"datapoints":[{}]}}"#, datapoints.join(",")),
     );
     let active = send(
         client,
@@ -270,10 +276,39 @@ fn violation_for(client: &mut ApiClient, thing: &str) -> String {
         "securityProfileName=watch",
         "",
     );
-    active["activeViolations"][0]["violationId"]
-        .as_str()
-        .expect("an active violation")
-        .to_owned()
+    let violations = active["activeViolations"].as_array().expect("violations");
+    things
+        .iter()
+        .map(|thing| {
+            let violation = violations
+                .iter()
+                .find(|violation| violation["thingName"] == *thing)
+                .unwrap_or_else(|| panic!("no violation for `{thing}` in {active}"));
+            violation["violationId"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Starts a task with `actions` on `violation_ids` and waits for it to finish.
+fn run_task(
+    client: &mut ApiClient,
+    task_id: &str,
+    violation_ids: &[String],
+    actions: &[&str],
+) -> Value {
+    let body = serde_json::json!({
+        "target": {"violationIds": violation_ids},
+        "actions": actions,
+        "clientRequestToken": format!("{task_id}-token"),
+    });
+    send(
+        client,
+        "PUT",
+        &format!("/detect/mitigationactions/tasks/{task_id}"),
+        "",
+        &body.to_string(),
+    );
+    wait_for_task(client, task_id)
 }
 
 fn wait_for_task(client: &mut ApiClient, task_id: &str) -> Value {
@@ -295,7 +330,7 @@ fn wait_for_task(client: &mut ApiClient, task_id: &str) -> Value {
 }
 
 #[test]
-fn a_served_task_runs_an_installed_plugin_through_its_bound_action_name() {
+fn serve_runs_installed_plugin_by_action_name() {
     let (dir, credentials) = test_folder("plugin-install-serve");
     let data = dir.join("data");
     assert!(
@@ -314,19 +349,14 @@ fn a_served_task_runs_an_installed_plugin_through_its_bound_action_name() {
         r#"{"roleArn":"arn:aws:iam::123456789012:role/MitigationRole",
             "actionParams":{"addThingsToThingGroupParams":{"thingGroupNames":["isolation"]}}}"#,
     );
-    let violation_id = violation_for(&mut client, "lamp-1");
+    let violation_ids = violations_for(&mut client, &["lamp-1"]);
 
-    send(
+    let summary = run_task(
         &mut client,
-        "PUT",
-        "/detect/mitigationactions/tasks/legacy-task",
-        "",
-        &format!(
-            r#"{{"target":{{"violationIds":["{violation_id}"]}},"actions":["legacy_quarantine"],
-            "clientRequestToken":"legacy-task-token"}}"#
-        ),
+        "legacy-task",
+        &violation_ids,
+        &["legacy_quarantine"],
     );
-    let summary = wait_for_task(&mut client, "legacy-task");
     let members = send(&mut client, "GET", "/thing-groups/isolation/things", "", "");
 
     assert_eq!(summary["taskStatus"], "SUCCESSFUL", "{summary}");
@@ -334,6 +364,101 @@ fn a_served_task_runs_an_installed_plugin_through_its_bound_action_name() {
     assert_eq!(
         members["things"],
         serde_json::json!(["lamp-1"]),
+        "{members}"
+    );
+    server.kill();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn serve_fails_hostile_executions_and_continues() {
+    let (dir, credentials) = test_folder("plugin-install-hostile");
+    let data = dir.join("data");
+    let plugin = artifact("fixtures/hostile-plugin.wasm");
+    let installed = vigil(&[
+        "plugin",
+        "install",
+        plugin.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--action",
+        "hostile_action",
+        "--grant",
+        "thing-registry",
+    ]);
+    assert!(installed.status.success(), "{}", text(&installed.stderr));
+    let server = Server::start(&data, &credentials, &[]);
+    let mut client = server.client();
+    send(
+        &mut client,
+        "POST",
+        "/thing-groups/hostile-was-here",
+        "",
+        "{}",
+    );
+    send(
+        &mut client,
+        "POST",
+        "/mitigationactions/actions/hostile_action",
+        "",
+        r#"{"roleArn":"arn:aws:iam::123456789012:role/MitigationRole",
+            "actionParams":{"publishFindingToSnsParams":
+                {"topicArn":"arn:aws:sns:us-east-1:123456789012:ops"}}}"#,
+    );
+    let things = ["loop", "memory-bomb", "trespass", "calm-1"];
+    let violation_ids = violations_for(&mut client, &things);
+
+    let summary = run_task(
+        &mut client,
+        "hostile-task",
+        &violation_ids,
+        &["hostile_action"],
+    );
+    let executions = send(
+        &mut client,
+        "GET",
+        "/detect/mitigationactions/executions",
+        "taskId=hostile-task",
+        "",
+    );
+    let members = send(
+        &mut client,
+        "GET",
+        "/thing-groups/hostile-was-here/things",
+        "",
+        "",
+    );
+
+    assert_eq!(summary["taskStatus"], "FAILED", "{summary}");
+    assert_eq!(
+        summary["taskStatistics"],
+        serde_json::json!({"actionsExecuted": 4, "actionsSkipped": 0, "actionsFailed": 3})
+    );
+    let mut outcomes: Vec<(String, String)> = executions["actionsExecutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|execution| {
+            (
+                execution["thingName"].as_str().unwrap().to_owned(),
+                execution["errorCode"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("calm-1", "-"),
+            ("loop", "PLUGIN_TIMEOUT"),
+            ("memory-bomb", "PLUGIN_OUT_OF_MEMORY"),
+            ("trespass", "PLUGIN_ERROR"),
+        ]
+        .map(|(thing, code)| (thing.to_owned(), code.to_owned()))
+    );
+    assert_eq!(
+        members["things"],
+        serde_json::json!(["calm-1"]),
         "{members}"
     );
     server.kill();

@@ -2,7 +2,7 @@
 //! the writes it stages, and the checks that keep it inside its execution and its grants.
 //!
 //! Before `apply`, the host reads a [`ThingSnapshot`] of the execution's thing from the caller's
-//! [`Registry`]. During the call every read is answered from that snapshot plus the writes staged
+//! [`Registry`]. During the call every read is served from that snapshot plus the writes staged
 //! so far, and every write is checked and staged as a [`StagedOperation`]. After `apply` returns
 //! success, the host performs the staged operations itself, in order. A plugin therefore never
 //! touches the registry, and what the host records is what the host did.
@@ -87,7 +87,7 @@ impl fmt::Display for Capability {
     }
 }
 
-/// Why a capability call did not succeed; the host's form of the WIT `capability-error`.
+/// Reason a capability call failed: the host's form of the WIT `capability-error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CapabilityError {
     /// Outside the execution's thing or the plugin's grants.
@@ -115,7 +115,7 @@ impl fmt::Display for CapabilityError {
     }
 }
 
-/// What a plugin may read about its execution's thing, read before `apply`.
+/// The registry state of an execution's thing that its plugin may read, taken before `apply`.
 #[derive(Debug, Clone, Default)]
 pub struct ThingSnapshot {
     /// Attribute names and values.
@@ -204,16 +204,22 @@ impl StagedOperation {
             StagedOperation::UpdateCertificate {
                 certificate_id,
                 status,
-            } => format!("set certificate `{certificate_id}` to {status:?}"),
+            } => format!(
+                "set certificate `{certificate_id}` to {}",
+                certificate_status_name(*status)
+            ),
             StagedOperation::UpdateCaCertificate {
                 certificate_id,
                 status,
-            } => format!("set CA certificate `{certificate_id}` to {status:?}"),
+            } => format!(
+                "set CA certificate `{certificate_id}` to {}",
+                ca_certificate_status_name(*status)
+            ),
             StagedOperation::CreatePolicyVersion { policy, .. } => {
                 format!("create a version of policy `{policy}`")
             }
             StagedOperation::SetLoggingOptions { level, .. } => {
-                format!("set the IoT log level to {level:?}")
+                format!("set the IoT log level to {}", log_level_name(*level))
             }
             StagedOperation::Publish { topic_arn, .. } => format!("publish to `{topic_arn}`"),
             StagedOperation::HttpPost { url, .. } => format!("post to `{url}`"),
@@ -602,6 +608,65 @@ impl CallScope {
         });
         Ok(())
     }
+}
+
+/// Pairs of AWS certificate status names and their WIT values.
+const CERTIFICATE_STATUSES: [(&str, CertificateStatus); 6] = [
+    ("ACTIVE", CertificateStatus::Active),
+    ("INACTIVE", CertificateStatus::Inactive),
+    ("REVOKED", CertificateStatus::Revoked),
+    ("PENDING_TRANSFER", CertificateStatus::PendingTransfer),
+    ("REGISTER_INACTIVE", CertificateStatus::RegisterInactive),
+    ("PENDING_ACTIVATION", CertificateStatus::PendingActivation),
+];
+
+/// Pairs of AWS log level names and their WIT values.
+const LOG_LEVELS: [(&str, IotLogLevel); 5] = [
+    ("DEBUG", IotLogLevel::Debug),
+    ("INFO", IotLogLevel::Info),
+    ("ERROR", IotLogLevel::Error),
+    ("WARN", IotLogLevel::Warn),
+    ("DISABLED", IotLogLevel::Disabled),
+];
+
+/// Returns the AWS name of a certificate status, for example `INACTIVE`.
+pub fn certificate_status_name(status: CertificateStatus) -> &'static str {
+    CERTIFICATE_STATUSES
+        .iter()
+        .find(|(_, known)| *known == status)
+        .map_or("INACTIVE", |(name, _)| name)
+}
+
+/// Parses an AWS certificate status name.
+pub fn parse_certificate_status(name: &str) -> Option<CertificateStatus> {
+    CERTIFICATE_STATUSES
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, status)| *status)
+}
+
+/// Returns the AWS name of a CA certificate status.
+pub fn ca_certificate_status_name(status: CaCertificateStatus) -> &'static str {
+    match status {
+        CaCertificateStatus::Active => "ACTIVE",
+        CaCertificateStatus::Inactive => "INACTIVE",
+    }
+}
+
+/// Returns the AWS name of a log level, for example `ERROR`.
+pub fn log_level_name(level: IotLogLevel) -> &'static str {
+    LOG_LEVELS
+        .iter()
+        .find(|(_, known)| *known == level)
+        .map_or("ERROR", |(name, _)| name)
+}
+
+/// Parses an AWS log level name.
+pub fn parse_log_level(name: &str) -> Option<IotLogLevel> {
+    LOG_LEVELS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, level)| *level)
 }
 
 /// Appends a version numbered after the highest one, making it the default if asked.

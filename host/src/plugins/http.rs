@@ -52,7 +52,7 @@ fn check_status(url: &str, status_line: &str) -> Result<(), CapabilityError> {
         return Ok(());
     }
     Err(CapabilityError::Other(format!(
-        "`{url}` answered `{status_line}` instead of a 2xx status"
+        "`{url}` responded with `{status_line}` instead of a 2xx status"
     )))
 }
 
@@ -80,7 +80,7 @@ mod tests {
         (url, server)
     }
 
-    /// Reads one request: its head, then as many body bytes as its `Content-Length` says.
+    /// Reads one request: its head, then as many body bytes as its `Content-Length` gives.
     fn read_request(stream: &mut TcpStream) -> String {
         let mut received = Vec::new();
         let mut chunk = [0; 1024];

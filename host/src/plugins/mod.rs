@@ -64,7 +64,8 @@ pub use crate::bindings::engine::vigil::detect::types::MitigationActionType;
 pub use crate::bindings::plugin::exports::vigil::detect::mitigation::ExecutionContext;
 pub use capabilities::{
     Capability, CapabilityError, Grants, MAX_MESSAGE_BYTES, Registry, StagedOperation,
-    ThingSnapshot, add_version,
+    ThingSnapshot, add_version, ca_certificate_status_name, certificate_status_name,
+    log_level_name, parse_certificate_status, parse_log_level,
 };
 pub use sandbox::PluginLimits;
 
@@ -97,7 +98,7 @@ pub struct PluginInfo {
     pub name: String,
     /// Plugin version.
     pub version: String,
-    /// What the plugin does, in one sentence; empty for API 0.1.0 plugins.
+    /// One-sentence description of the plugin, empty for API 0.1.0 plugins.
     pub description: String,
     /// Action types the plugin applies by default; no other loaded plugin handles them.
     pub action_types: Vec<MitigationActionType>,
@@ -107,7 +108,7 @@ pub struct PluginInfo {
     pub api_version: &'static str,
     /// Capabilities the component imports, in WIT order.
     pub imports: Vec<Capability>,
-    /// What the plugin's configuration grants.
+    /// Grants from the plugin's configuration.
     pub grants: Grants,
     /// Whether the plugin applies its action types; an installed plugin applies only the action
     /// names bound to it.
@@ -356,7 +357,7 @@ impl PluginHost {
 
     /// Applies the action in `context` through the plugin bound to its action name, or else
     /// the plugin for its action type, then performs the operations the plugin staged. A trap,
-    /// fuel or memory exhaustion, an oversize answer or a plugin error is reported in the
+    /// fuel or memory exhaustion, an oversize return value or a plugin error is reported in the
     /// outcome, and the host goes on serving calls.
     pub fn apply(
         &mut self,

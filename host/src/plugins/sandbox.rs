@@ -44,7 +44,7 @@ pub struct PluginLimits {
     /// goes past it traps, which fails the execution with `PLUGIN_TRAP`.
     pub host_calls_per_apply: u32,
     /// Maximum size in bytes of the strings a plugin returns: its metadata and its error
-    /// message. A larger answer fails the call with `PLUGIN_OUTPUT_TOO_LARGE`.
+    /// message. A larger return value fails the call with `PLUGIN_OUTPUT_TOO_LARGE`.
     pub output_bytes: usize,
 }
 
