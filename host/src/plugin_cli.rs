@@ -30,6 +30,9 @@ use crate::plugins::{
 /// Folder of installed plugins inside a data folder.
 const INSTALL_DIR: &str = "plugins";
 
+/// Folder of the installed plugins' state folders inside [`INSTALL_DIR`].
+const STATE_DIR: &str = "state";
+
 /// The installation record inside [`INSTALL_DIR`].
 const INSTALLED_FILE: &str = "installed.json";
 
@@ -73,7 +76,8 @@ pub struct ListArgs {
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct GrantArgs {
     /// Capabilities the plugin may import, comma-separated: thing-registry, certificates,
-    /// policies, iot-logging, notifications, outbound-http, logging.
+    /// policies, iot-logging, notifications, outbound-http, logging, and wasi-filesystem for a
+    /// private state folder at /state.
     #[arg(long = "grant", value_name = "CAPABILITY,...", value_delimiter = ',')]
     pub grants: Vec<String>,
     /// URL prefix `outbound-http` may post to (repeatable), for example
@@ -133,6 +137,10 @@ pub struct TestArgs {
     /// Without --grant, the plugin is granted what a bundled plugin for its action types gets.
     #[command(flatten)]
     pub grants: GrantArgs,
+    /// Folder the plugin sees as /state when granted wasi-filesystem (default: a new folder in
+    /// the system's temporary folder, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Runs one `vigil plugin` subcommand.
@@ -211,7 +219,7 @@ impl Installations {
         for installation in self.plugins.values() {
             let path = data_dir.join(INSTALL_DIR).join(&installation.file);
             check_digest(&path, &installation.sha256)?;
-            let grants = installation_grants(installation)?;
+            let grants = installation_grants(data_dir, installation)?;
             host.load_installed(&path, grants)?;
             for (action_name, params) in &installation.bindings {
                 host.bind(ActionBinding {
@@ -229,12 +237,18 @@ fn installed_path(data_dir: &Path) -> PathBuf {
     data_dir.join(INSTALL_DIR).join(INSTALLED_FILE)
 }
 
-fn installation_grants(installation: &Installation) -> anyhow::Result<Grants> {
+fn installation_grants(data_dir: &Path, installation: &Installation) -> anyhow::Result<Grants> {
     Ok(Grants {
         capabilities: parse_capabilities(&installation.grants)?,
         allowed_urls: installation.allowed_urls.clone(),
         allowed_topics: installation.allowed_topics.clone(),
+        state_dir: Some(state_dir(data_dir, &installation.name)),
     })
+}
+
+/// The folder an installed plugin granted `wasi-filesystem` sees as `/state`.
+fn state_dir(data_dir: &Path, plugin: &str) -> PathBuf {
+    data_dir.join(INSTALL_DIR).join(STATE_DIR).join(plugin)
 }
 
 fn check_digest(path: &Path, expected: &str) -> anyhow::Result<()> {
@@ -294,6 +308,7 @@ impl GrantArgs {
             capabilities,
             allowed_urls: self.allowed_urls.clone(),
             allowed_topics: self.allowed_topics.clone(),
+            state_dir: None,
         })
     }
 }
@@ -306,10 +321,15 @@ fn parse_params(text: Option<&str>) -> anyhow::Result<Option<Value>> {
 }
 
 fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let grants = args.grants.to_grants()?;
+    let mut grants = args.grants.to_grants()?;
     let params = parse_params(args.params.as_deref())?;
     let mut host = PluginHost::new(PluginLimits::default())?;
-    let info = host.load_installed(&args.plugin, grants.clone())?;
+    let scratch = std::env::temp_dir().join(format!("vigil-plugin-install-{}", std::process::id()));
+    grants.state_dir = Some(scratch.clone());
+    let loaded = host.load_installed(&args.plugin, grants.clone());
+    // The plugin's real state folder is named after it, which is known only once it loaded.
+    let _ = std::fs::remove_dir_all(&scratch);
+    let info = loaded?;
     host.bind(ActionBinding {
         action_name: args.action.clone(),
         plugin: info.name.clone(),
@@ -480,10 +500,13 @@ fn wire_action_type(action_type: MitigationActionType) -> &'static str {
 fn test(args: &TestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let violation = read_violation(&args.violation)?;
     let mut host = PluginHost::new(PluginLimits::default())?;
+    let scratch = std::env::temp_dir().join(format!("vigil-plugin-test-{}", std::process::id()));
     let info = if args.grants.is_empty() {
         host.load(&args.plugin)?.remove(0)
     } else {
-        host.load_with_grants(&args.plugin, args.grants.to_grants()?)?
+        let mut grants = args.grants.to_grants()?;
+        grants.state_dir = Some(args.state_dir.clone().unwrap_or_else(|| scratch.clone()));
+        host.load_with_grants(&args.plugin, grants)?
     };
     let params = parse_params(args.params.as_deref())?;
     host.bind(ActionBinding {
@@ -503,6 +526,7 @@ fn test(args: &TestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     };
 
     let outcome = host.apply(&mut registry, &context);
+    let _ = std::fs::remove_dir_all(&scratch);
     write_test_report(out, &info, &context, &outcome)?;
     if let Some(failure) = &outcome.failure {
         bail!(

@@ -1138,7 +1138,7 @@ fn webhook_host(allowed_url: &str) -> PluginHost {
     let grants = Grants {
         capabilities: vec![Capability::OutboundHttp, Capability::Logging],
         allowed_urls: vec![allowed_url.to_string()],
-        allowed_topics: Vec::new(),
+        ..Grants::default()
     };
     host.load_with_grants(artifact("examples/webhook-notifier.wasm"), grants)
         .expect("webhook example");
@@ -1827,4 +1827,63 @@ fn template_plugin_logs_and_changes_nothing() {
     assert!(outcome.is_successful(), "{}", failure_message(&outcome));
     assert!(outcome.performed.is_empty());
     assert_eq!(registry.calls, 0);
+}
+
+/// Loads the `state-counter` fixture with the filesystem granted on `state_dir`, bound to the
+/// action name of [`add_to_groups`].
+fn host_with_state_plugin(state_dir: &Path) -> PluginHost {
+    let mut host = PluginHost::new(PluginLimits::default()).expect("plugin host");
+    let grants = Grants {
+        state_dir: Some(state_dir.to_path_buf()),
+        ..Grants::of(&[Capability::WasiFilesystem, Capability::Logging])
+    };
+    host.load_installed(artifact("fixtures/state-plugin.wasm"), grants)
+        .expect("state plugin");
+    host.bind(ActionBinding {
+        action_name: "quarantine-action".to_string(),
+        plugin: "state-counter".to_string(),
+        params: None,
+    })
+    .expect("binding");
+    host
+}
+
+#[test]
+fn filesystem_import_needs_its_grant() {
+    let mut host = PluginHost::new(PluginLimits::default()).expect("plugin host");
+
+    let error = host
+        .load_installed(
+            artifact("fixtures/state-plugin.wasm"),
+            Grants::of(&[Capability::Logging]),
+        )
+        .expect_err("wasi-filesystem is not granted");
+
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("plugin `state-counter` imports `wasi-filesystem`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn state_folder_outlives_the_plugin_host() {
+    let state_dir = std::env::temp_dir().join(format!("vigil-state-plugin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let mut registry = MemoryRegistry::default();
+    let execution = add_to_groups("sensor-1", &[QUARANTINE]);
+
+    let mut host = host_with_state_plugin(&state_dir);
+    for _ in 0..2 {
+        let outcome = host.apply(&mut registry, &execution);
+        assert!(outcome.is_successful(), "{}", failure_message(&outcome));
+    }
+    drop(host);
+    let mut restarted = host_with_state_plugin(&state_dir);
+    let outcome = restarted.apply(&mut registry, &execution);
+
+    assert!(outcome.is_successful(), "{}", failure_message(&outcome));
+    let count = std::fs::read_to_string(state_dir.join("executions")).expect("count file");
+    assert_eq!(count, "3");
+    std::fs::remove_dir_all(&state_dir).expect("remove state folder");
 }

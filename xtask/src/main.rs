@@ -29,7 +29,7 @@ const WASM_PROFILE: &str = "wasm-release";
 /// Plugin, example and fixture crates with the place of their component under `target/wasm/`,
 /// built before the core so that a broken core does not block them. Only `plugins/` is loaded
 /// with bundled grants, so examples go to `examples/`, which nothing loads by default.
-const PLUGIN_PACKAGES: [(&str, &str); 11] = [
+const PLUGIN_PACKAGES: [(&str, &str); 12] = [
     (
         "vigil-plugin-add-things-to-thing-group",
         "plugins/add-things-to-thing-group.wasm",
@@ -65,6 +65,7 @@ const PLUGIN_PACKAGES: [(&str, &str); 11] = [
         "fixtures/hostile-plugin.wasm",
     ),
     ("vigil-fixture-legacy-plugin", "fixtures/legacy-plugin.wasm"),
+    ("vigil-fixture-state-plugin", "fixtures/state-plugin.wasm"),
 ];
 
 /// The core engine as a component.

@@ -46,11 +46,13 @@ pub enum Capability {
     OutboundHttp,
     /// `logging`: records in the host's log.
     Logging,
+    /// `wasi:filesystem`: a private state folder, preopened as `/state`.
+    WasiFilesystem,
 }
 
 impl Capability {
-    /// Every capability, in WIT order.
-    pub const ALL: [Capability; 7] = [
+    /// Every capability: the WIT interfaces in WIT order, then WASI.
+    pub const ALL: [Capability; 8] = [
         Capability::ThingRegistry,
         Capability::Certificates,
         Capability::Policies,
@@ -58,6 +60,7 @@ impl Capability {
         Capability::Notifications,
         Capability::OutboundHttp,
         Capability::Logging,
+        Capability::WasiFilesystem,
     ];
 
     /// The WIT interface name, for example `thing-registry`.
@@ -70,6 +73,7 @@ impl Capability {
             Capability::Notifications => "notifications",
             Capability::OutboundHttp => "outbound-http",
             Capability::Logging => "logging",
+            Capability::WasiFilesystem => "wasi-filesystem",
         }
     }
 
@@ -246,6 +250,8 @@ pub struct Grants {
     pub allowed_urls: Vec<String>,
     /// SNS topic ARNs `notifications` may publish to; empty allows every topic.
     pub allowed_topics: Vec<String>,
+    /// Host folder preopened as `/state` when `wasi-filesystem` is granted.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Grants {
@@ -260,6 +266,13 @@ impl Grants {
     /// Returns whether `capability` is granted.
     pub fn allows(&self, capability: Capability) -> bool {
         self.capabilities.contains(&capability)
+    }
+
+    /// Returns the state folder to preopen, if `wasi-filesystem` is granted with one.
+    pub fn granted_state_dir(&self) -> Option<&std::path::Path> {
+        self.state_dir
+            .as_deref()
+            .filter(|_| self.allows(Capability::WasiFilesystem))
     }
 }
 

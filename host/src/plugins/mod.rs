@@ -509,7 +509,17 @@ impl LoadedPlugin {
         limits: &PluginLimits,
     ) -> anyhow::Result<Self> {
         let failed = || format!("failed to load plugin `{}`", path.display());
-        let mut sandbox = Sandbox::new(&pre, &path.display().to_string(), limits)
+        let state_dir = grants.as_ref().and_then(Grants::granted_state_dir);
+        if let Some(dir) = state_dir {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "{}: failed to create its state folder `{}`",
+                    failed(),
+                    dir.display()
+                )
+            })?;
+        }
+        let mut sandbox = Sandbox::new(&pre, &path.display().to_string(), limits, state_dir)
             .map_err(to_anyhow)
             .with_context(|| format!("{}: instantiation failed", failed()))?;
 
@@ -641,13 +651,16 @@ impl LoadedPlugin {
         limits: &PluginLimits,
     ) -> Result<&mut Sandbox, ApplyFailure> {
         if self.sandbox.is_none() {
+            let state_dir = self.info.grants.granted_state_dir();
             let sandbox =
-                Sandbox::new(&self.pre, &self.info.name, limits).map_err(|error| ApplyFailure {
-                    code: FailureCode::PluginTrap,
-                    message: format!(
-                        "failed to instantiate plugin `{}` again after a trap: {error}",
-                        self.info.name
-                    ),
+                Sandbox::new(&self.pre, &self.info.name, limits, state_dir).map_err(|error| {
+                    ApplyFailure {
+                        code: FailureCode::PluginTrap,
+                        message: format!(
+                            "failed to instantiate plugin `{}` again after a trap: {error}",
+                            self.info.name
+                        ),
+                    }
                 })?;
             debug!("re-created plugin instance");
             self.sandbox = Some(sandbox);
@@ -663,7 +676,8 @@ fn imported_capabilities(
 ) -> anyhow::Result<Vec<Capability>> {
     let mut capabilities = Vec::new();
     for (name, item) in component.component_type().imports(engine) {
-        if name.starts_with("wasi:") {
+        if let Some(wasi) = wasi_capability(name)? {
+            capabilities.extend(wasi);
             continue;
         }
         let interface = name
@@ -686,6 +700,25 @@ fn imported_capabilities(
     capabilities.sort();
     capabilities.dedup();
     Ok(capabilities)
+}
+
+/// Classifies a WASI import: `Some(None)` for the interfaces every plugin gets (command line,
+/// I/O streams, clocks, random), `Some(Some(_))` for the filesystem, which needs a grant, and
+/// `None` for an import outside WASI. Sockets and HTTP are never linked: plugins post through
+/// `outbound-http`, whose URLs the host checks.
+fn wasi_capability(name: &str) -> anyhow::Result<Option<Option<Capability>>> {
+    let Some(interface) = name.strip_prefix("wasi:") else {
+        return Ok(None);
+    };
+    let package = interface.split('/').next().unwrap_or_default();
+    match package {
+        "filesystem" => Ok(Some(Some(Capability::WasiFilesystem))),
+        "sockets" | "http" => bail!(
+            "it imports `{name}`, but plugins get no sockets or HTTP from WASI; post through the \
+             `outbound-http` capability instead"
+        ),
+        _ => Ok(Some(None)),
+    }
 }
 
 /// The grants of a bundled plugin: `logging` and the capability each action type needs.

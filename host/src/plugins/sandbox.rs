@@ -2,12 +2,13 @@
 //! it, and the calls into either plugin API version.
 
 use std::fmt;
+use std::path::Path;
 
 use tracing::debug;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capabilities::CallScope;
 use crate::bindings::plugin::exports::vigil::detect::mitigation::{
@@ -19,6 +20,9 @@ use crate::bindings::plugin_v0_1::exports::vigil::detect::mitigation as v0_1_mit
 
 /// Bytes of plugin stderr kept per instance, enough for a panic message and its location.
 const STDERR_CAPACITY: usize = 16 * 1024;
+
+/// Where a plugin granted `wasi-filesystem` finds its state folder.
+pub const STATE_GUEST_PATH: &str = "/state";
 
 /// Characters of captured stderr quoted in a trap message.
 const STDERR_QUOTE_CHARS: usize = 512;
@@ -115,18 +119,24 @@ pub(crate) struct Sandbox {
 
 impl Sandbox {
     /// Creates a store with the plugin's limits and instantiates the plugin in it.
+    /// With `state_dir`, the plugin sees that folder as `/state`, read and write.
     pub(crate) fn new(
         pre: &PluginPre,
         plugin: &str,
         limits: &PluginLimits,
+        state_dir: Option<&Path>,
     ) -> wasmtime::Result<Self> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let wasi = WasiCtxBuilder::new()
+        let mut builder = WasiCtxBuilder::new();
+        builder
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if let Some(dir) = state_dir {
+            builder.preopened_dir(dir, STATE_GUEST_PATH, FsPerms::ReadWrite)?;
+        }
+        let wasi = builder.build();
         let state = PluginState {
             plugin: plugin.to_string(),
             wasi,
