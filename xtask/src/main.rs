@@ -68,6 +68,9 @@ const PLUGIN_PACKAGES: [(&str, &str); 12] = [
     ("vigil-fixture-state-plugin", "fixtures/state-plugin.wasm"),
 ];
 
+/// The bindings and helpers the bundled plugins share.
+const PLUGIN_SDK_PACKAGE: &str = "vigil-plugin-sdk";
+
 /// The core engine as a component.
 const CORE_COMPONENT_PACKAGE: &str = "vigil-core-component";
 
@@ -304,7 +307,8 @@ fn test(workspace: &Workspace) -> anyhow::Result<()> {
             "wasm32-wasip2",
         ];
         let plugins = PLUGIN_PACKAGES.iter().map(|(package, _)| *package);
-        for package in std::iter::once(CORE_COMPONENT_PACKAGE).chain(plugins) {
+        let shared = [CORE_COMPONENT_PACKAGE, PLUGIN_SDK_PACKAGE];
+        for package in shared.into_iter().chain(plugins) {
             args.extend(["-p", package]);
         }
         args.extend(["--", "-D", "warnings"]);

@@ -4,15 +4,11 @@
 //! The plugin changes nothing itself. It requests each membership from the host's
 //! `thing-registry` and logs every group through the host's `logging`.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "vigil:detect/mitigation-plugin",
-});
+use vigil_plugin_sdk::{capability_failure, exports, vigil};
 
 use exports::vigil::detect::mitigation::{
     ExecutionContext, Guest, MitigationError, PluginMetadata,
 };
-use vigil::detect::capability_types::CapabilityError;
 use vigil::detect::logging::{self, Level};
 use vigil::detect::thing_registry;
 use vigil::detect::types::{AddThingsToThingGroupParams, MitigationActionType};
@@ -48,7 +44,13 @@ impl Guest for AddThingsToThingGroup {
                 group,
                 override_dynamic_groups,
             )
-            .map_err(|error| registry_failure(&context.thing_name, group, error))?;
+            .map_err(|error| {
+                let request = format!(
+                    "failed to add thing `{}` to thing group `{group}`",
+                    context.thing_name
+                );
+                capability_failure(&request, error)
+            })?;
 
             let message = format!(
                 "added thing `{}` to thing group `{group}`",
@@ -81,32 +83,4 @@ fn thing_group_params(
     Ok(params)
 }
 
-/// Maps a registry error to the plugin's error, naming the thing and group involved.
-fn registry_failure(thing: &str, group: &str, error: CapabilityError) -> MitigationError {
-    let request = format!("failed to add thing `{thing}` to thing group `{group}`");
-    match error {
-        CapabilityError::NotFound(message) => {
-            MitigationError::TargetNotFound(format!("{request}: {message}"))
-        }
-        CapabilityError::Denied(message) => {
-            MitigationError::CapabilityFailed(format!("{request}: denied: {message}"))
-        }
-        CapabilityError::InvalidArgument(message) => {
-            MitigationError::InvalidParameters(format!("{request}: {message}"))
-        }
-        CapabilityError::Other(message) => {
-            MitigationError::CapabilityFailed(format!("{request}: {message}"))
-        }
-    }
-}
-
-/// The component ABI exports that call [`AddThingsToThingGroup`].
-#[expect(
-    unsafe_code,
-    reason = "`export!` generates `unsafe extern` functions for the ABI"
-)]
-mod component_exports {
-    use super::AddThingsToThingGroup;
-
-    crate::export!(AddThingsToThingGroup with_types_in crate);
-}
+vigil_plugin_sdk::export!(AddThingsToThingGroup);

@@ -6,15 +6,11 @@
 //! plugin changes nothing itself: it requests the change from the host's `iot-logging`
 //! capability and logs the previous and the new options through the host's `logging`.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "vigil:detect/mitigation-plugin",
-});
+use vigil_plugin_sdk::{capability_failure, exports, vigil};
 
 use exports::vigil::detect::mitigation::{
     ExecutionContext, Guest, MitigationError, PluginMetadata,
 };
-use vigil::detect::capability_types::CapabilityError;
 use vigil::detect::iot_logging::{self, LoggingOptions};
 use vigil::detect::logging::{self, Level};
 use vigil::detect::types::{EnableIotLoggingParams, IotLogLevel, MitigationActionType};
@@ -97,31 +93,4 @@ fn level_name(level: IotLogLevel) -> &'static str {
     }
 }
 
-/// Maps a capability error to the plugin's error, prefixed with the failed request.
-fn capability_failure(request: &str, error: CapabilityError) -> MitigationError {
-    match error {
-        CapabilityError::NotFound(message) => {
-            MitigationError::TargetNotFound(format!("{request}: {message}"))
-        }
-        CapabilityError::Denied(message) => {
-            MitigationError::CapabilityFailed(format!("{request}: denied: {message}"))
-        }
-        CapabilityError::InvalidArgument(message) => {
-            MitigationError::InvalidParameters(format!("{request}: {message}"))
-        }
-        CapabilityError::Other(message) => {
-            MitigationError::CapabilityFailed(format!("{request}: {message}"))
-        }
-    }
-}
-
-/// The component ABI exports that call [`EnableIotLogging`].
-#[expect(
-    unsafe_code,
-    reason = "`export!` generates `unsafe extern` functions for the ABI"
-)]
-mod component_exports {
-    use super::EnableIotLogging;
-
-    crate::export!(EnableIotLogging with_types_in crate);
-}
+vigil_plugin_sdk::export!(EnableIotLogging);

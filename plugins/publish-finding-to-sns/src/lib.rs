@@ -8,17 +8,13 @@
 //! characters SNS allows. The plugin sends nothing itself: the host stages the publish and
 //! delivers it after `apply` succeeds.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "vigil:detect/mitigation-plugin",
-});
+use vigil_plugin_sdk::{capability_failure, exports, vigil};
 
 use serde_json::{Map, Value, json};
 
 use exports::vigil::detect::mitigation::{
     ExecutionContext, Guest, MitigationError, PluginMetadata,
 };
-use vigil::detect::capability_types::CapabilityError;
 use vigil::detect::logging::{self, Level};
 use vigil::detect::notifications;
 use vigil::detect::types::{MetricValue, MitigationActionType};
@@ -121,31 +117,4 @@ fn subject(thing: &str) -> String {
         .collect()
 }
 
-/// Maps a capability error to the plugin's error, prefixed with the failed request.
-fn capability_failure(request: &str, error: CapabilityError) -> MitigationError {
-    match error {
-        CapabilityError::NotFound(message) => {
-            MitigationError::TargetNotFound(format!("{request}: {message}"))
-        }
-        CapabilityError::Denied(message) => {
-            MitigationError::CapabilityFailed(format!("{request}: denied: {message}"))
-        }
-        CapabilityError::InvalidArgument(message) => {
-            MitigationError::InvalidParameters(format!("{request}: {message}"))
-        }
-        CapabilityError::Other(message) => {
-            MitigationError::CapabilityFailed(format!("{request}: {message}"))
-        }
-    }
-}
-
-/// The component ABI exports that call [`PublishFindingToSns`].
-#[expect(
-    unsafe_code,
-    reason = "`export!` generates `unsafe extern` functions for the ABI"
-)]
-mod component_exports {
-    use super::PublishFindingToSns;
-
-    crate::export!(PublishFindingToSns with_types_in crate);
-}
+vigil_plugin_sdk::export!(PublishFindingToSns);

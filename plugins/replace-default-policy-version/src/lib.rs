@@ -12,10 +12,7 @@
 //! itself: it requests each version from the host's `policies` capability and logs every policy
 //! through the host's `logging`.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "vigil:detect/mitigation-plugin",
-});
+use vigil_plugin_sdk::{capability_failure, exports, vigil};
 
 use exports::vigil::detect::mitigation::{
     ExecutionContext, Guest, MitigationError, PluginMetadata,
@@ -146,31 +143,4 @@ fn version_limit_reached(policy: &str) -> MitigationError {
     ))
 }
 
-/// Maps a capability error to the plugin's error, prefixed with the failed request.
-fn capability_failure(request: &str, error: CapabilityError) -> MitigationError {
-    match error {
-        CapabilityError::NotFound(message) => {
-            MitigationError::TargetNotFound(format!("{request}: {message}"))
-        }
-        CapabilityError::Denied(message) => {
-            MitigationError::CapabilityFailed(format!("{request}: denied: {message}"))
-        }
-        CapabilityError::InvalidArgument(message) => {
-            MitigationError::InvalidParameters(format!("{request}: {message}"))
-        }
-        CapabilityError::Other(message) => {
-            MitigationError::CapabilityFailed(format!("{request}: {message}"))
-        }
-    }
-}
-
-/// The component ABI exports that call [`ReplaceDefaultPolicyVersion`].
-#[expect(
-    unsafe_code,
-    reason = "`export!` generates `unsafe extern` functions for the ABI"
-)]
-mod component_exports {
-    use super::ReplaceDefaultPolicyVersion;
-
-    crate::export!(ReplaceDefaultPolicyVersion with_types_in crate);
-}
+vigil_plugin_sdk::export!(ReplaceDefaultPolicyVersion);
