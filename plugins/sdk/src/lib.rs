@@ -4,7 +4,7 @@
 //!
 //! A plugin crate depends on this one, implements [`exports::vigil::detect::mitigation::Guest`]
 //! and exports it with `vigil_plugin_sdk::export!(MyPlugin)`. The component still imports only
-//! the capabilities the plugin calls, because the linker drops the imports nobody uses.
+//! the capabilities the plugin calls, because the linker drops unused imports.
 
 wit_bindgen::generate!({
     path: "../../wit",
