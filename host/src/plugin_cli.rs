@@ -55,6 +55,8 @@ pub enum PluginCommand {
     List(ListArgs),
     /// Check a plugin component, copy it into a data folder and bind it to an action name.
     Install(InstallArgs),
+    /// Remove an action binding, or an installed plugin with all its bindings.
+    Uninstall(UninstallArgs),
     /// Run a plugin once on a violation without touching any registry, and print what the host
     /// would perform.
     Test(TestArgs),
@@ -102,12 +104,30 @@ pub struct InstallArgs {
     /// create-mitigation-action as usual.
     #[arg(long, value_name = "NAME")]
     pub action: String,
+    /// Directory of bundled plugin components, whose names an installed plugin may not take
+    /// (default: plugins/ next to this binary, then target/wasm/plugins).
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
     /// The plugin's own parameters for this action, JSON, checked against its schema.
     #[arg(long, value_name = "JSON")]
     pub params: Option<String>,
     /// Grants for the plugin.
     #[command(flatten)]
     pub grants: GrantArgs,
+}
+
+/// Arguments of `vigil plugin uninstall`.
+#[derive(clap::Args, Debug)]
+pub struct UninstallArgs {
+    /// Name of the installed plugin, as `vigil plugin list` shows it.
+    #[arg(value_name = "PLUGIN")]
+    pub plugin: String,
+    /// Data folder the plugin is installed in.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Remove only this action's binding; the plugin goes too when it was its last one.
+    #[arg(long, value_name = "NAME")]
+    pub action: Option<String>,
 }
 
 /// Arguments of `vigil plugin test`.
@@ -148,6 +168,7 @@ pub fn run(args: PluginArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     match args.command {
         PluginCommand::List(args) => list(&args, out),
         PluginCommand::Install(args) => install(&args, out),
+        PluginCommand::Uninstall(args) => uninstall(&args, out),
         PluginCommand::Test(args) => test(&args, out),
     }
 }
@@ -324,6 +345,15 @@ fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut grants = args.grants.to_grants()?;
     let params = parse_params(args.params.as_deref())?;
     let mut host = PluginHost::new(PluginLimits::default())?;
+    // Loading the bundled plugins first makes a custom plugin that reuses one of their names
+    // fail here rather than when the server starts.
+    let bundled = crate::plugins::locate_plugins_dir(args.plugins.as_deref())?;
+    host.load(&bundled).with_context(|| {
+        format!(
+            "failed to load the bundled plugins in `{}`",
+            bundled.display()
+        )
+    })?;
     let scratch = std::env::temp_dir().join(format!("vigil-plugin-install-{}", std::process::id()));
     grants.state_dir = Some(scratch.clone());
     let loaded = host.load_installed(&args.plugin, grants.clone());
@@ -347,9 +377,9 @@ fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     std::fs::write(folder.join(&file), &bytes)
         .with_context(|| format!("failed to copy the plugin into `{}`", folder.display()))?;
 
-    let mut bindings = installations
-        .plugins
-        .get(&info.name)
+    let previous = installations.plugins.get(&info.name).cloned();
+    let mut bindings = previous
+        .as_ref()
         .map(|installed| installed.bindings.clone())
         .unwrap_or_default();
     bindings.insert(args.action.clone(), params);
@@ -371,6 +401,9 @@ fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         },
     );
     installations.write(&args.data)?;
+    if let Some(previous) = previous {
+        report_changed_grants(out, &previous, &installations.plugins[&info.name])?;
+    }
     writeln!(
         out,
         "installed plugin `{}` {} into `{}`, bound to action `{}`; restart `vigil serve --data {}` \
@@ -380,6 +413,76 @@ fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         folder.display(),
         args.action,
         args.data.display()
+    )?;
+    Ok(())
+}
+
+/// Tells the user when a reinstall changed the grants, which apply to every binding.
+fn report_changed_grants(
+    out: &mut dyn Write,
+    previous: &Installation,
+    current: &Installation,
+) -> anyhow::Result<()> {
+    let unchanged = previous.grants == current.grants
+        && previous.allowed_urls == current.allowed_urls
+        && previous.allowed_topics == current.allowed_topics;
+    if unchanged {
+        return Ok(());
+    }
+    let actions: Vec<&str> = current.bindings.keys().map(String::as_str).collect();
+    writeln!(
+        out,
+        "replaced the grants of plugin `{}`; grants belong to the plugin, so they now apply to \
+         every action bound to it: {}",
+        current.name,
+        actions.join(", ")
+    )?;
+    Ok(())
+}
+
+fn uninstall(args: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut installations = Installations::read(&args.data)?;
+    let Some(installed) = installations.plugins.get_mut(&args.plugin) else {
+        let names: Vec<&str> = installations.plugins.keys().map(String::as_str).collect();
+        bail!(
+            "no plugin named `{}` is installed in `{}` (installed: {})",
+            args.plugin,
+            args.data.display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    if let Some(action) = &args.action {
+        if installed.bindings.remove(action).is_none() {
+            bail!("plugin `{}` is not bound to action `{action}`", args.plugin);
+        }
+        writeln!(
+            out,
+            "removed the binding of action `{action}` to plugin `{}`",
+            args.plugin
+        )?;
+        if !installed.bindings.is_empty() {
+            installations.write(&args.data)?;
+            return Ok(());
+        }
+    }
+    let removed = installations
+        .plugins
+        .remove(&args.plugin)
+        .expect("the plugin was found above");
+    installations.write(&args.data)?;
+    let file = args.data.join(INSTALL_DIR).join(&removed.file);
+    std::fs::remove_file(&file)
+        .with_context(|| format!("failed to remove `{}`", file.display()))?;
+    writeln!(
+        out,
+        "uninstalled plugin `{}`; its state folder, if any, stays in `{}`; restart `vigil serve` \
+         to unload it",
+        removed.name,
+        state_dir(&args.data, &removed.name).display()
     )?;
     Ok(())
 }
@@ -829,7 +932,9 @@ fn write_test_report(
     for (index, operation) in outcome.performed.iter().enumerate() {
         writeln!(out, "  {}. {}", index + 1, operation.summary())?;
         if let Some(detail) = operation_detail(operation) {
-            writeln!(out, "     {detail}")?;
+            for line in detail.lines() {
+                writeln!(out, "     {line}")?;
+            }
         }
     }
     Ok(())

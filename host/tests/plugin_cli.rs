@@ -464,3 +464,70 @@ fn serve_fails_hostile_executions_and_continues() {
     server.kill();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn install_rejects_a_bundled_plugin_name() {
+    let (dir, _) = test_folder("plugin-install-bundled-name");
+    let data = dir.join("data");
+    let plugin = artifact("plugins/add-things-to-thing-group.wasm");
+
+    let output = vigil(&[
+        "plugin",
+        "install",
+        plugin.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--action",
+        "q2",
+        "--grant",
+        "thing-registry",
+    ]);
+
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a plugin named `add-things-to-thing-group` is already loaded"),
+        "{stderr}"
+    );
+    assert!(!data.join("plugins/installed.json").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn uninstall_removes_a_binding_then_the_plugin() {
+    let (dir, _) = test_folder("plugin-uninstall");
+    let data = dir.join("data");
+    assert!(install_legacy_plugin(&data, "first").status.success());
+    assert!(install_legacy_plugin(&data, "second").status.success());
+    let uninstall = |extra: &[&str]| {
+        let mut args = vec!["plugin", "uninstall", "legacy-quarantine", "--data"];
+        args.push(data.to_str().unwrap());
+        args.extend_from_slice(extra);
+        vigil(&args)
+    };
+
+    let one_binding = uninstall(&["--action", "first"]);
+    let record = std::fs::read_to_string(data.join("plugins/installed.json")).unwrap();
+    let whole_plugin = uninstall(&[]);
+    let missing = uninstall(&[]);
+
+    assert!(
+        one_binding.status.success(),
+        "{}",
+        text(&one_binding.stderr)
+    );
+    assert!(!record.contains("\"first\""), "{record}");
+    assert!(record.contains("\"second\""), "{record}");
+    assert!(
+        whole_plugin.status.success(),
+        "{}",
+        text(&whole_plugin.stderr)
+    );
+    assert!(!data.join("plugins/legacy-quarantine.wasm").exists());
+    assert!(
+        text(&missing.stderr).contains("no plugin named `legacy-quarantine` is installed"),
+        "{}",
+        text(&missing.stderr)
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

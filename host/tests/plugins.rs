@@ -1571,27 +1571,27 @@ fn bundled_plugins_reject_missing_params() {
     let cases = [
         (
             MitigationActionType::UpdateDeviceCertificate,
-            "update-device-certificate-params",
+            "updateDeviceCertificateParams",
         ),
         (
             MitigationActionType::UpdateCaCertificate,
-            "update-ca-certificate-params",
+            "updateCACertificateParams",
         ),
         (
             MitigationActionType::AddThingsToThingGroup,
-            "add-things-to-thing-group-params",
+            "addThingsToThingGroupParams",
         ),
         (
             MitigationActionType::ReplaceDefaultPolicyVersion,
-            "replace-default-policy-version-params",
+            "replaceDefaultPolicyVersionParams",
         ),
         (
             MitigationActionType::EnableIotLogging,
-            "enable-iot-logging-params",
+            "enableIoTLoggingParams",
         ),
         (
             MitigationActionType::PublishFindingToSns,
-            "publish-finding-to-sns-params",
+            "publishFindingToSnsParams",
         ),
     ];
 

@@ -19,7 +19,7 @@ pub fn post(url: &str, content_type: &str, body: &[u8]) -> Result<(), Capability
     let target = WebhookUrl::parse(url)
         .map_err(|error| CapabilityError::InvalidArgument(format!("{error:#}")))?;
     exchange(&target, content_type, body)
-        .map_err(|error| CapabilityError::Other(format!("failed to post to `{url}`: {error}")))
+        .map_err(|error| CapabilityError::Other(error.to_string()))
         .and_then(|status_line| check_status(url, &status_line))
 }
 

@@ -385,10 +385,7 @@ impl PluginHost {
 
         let outcome = plugin.apply(registry, &context, &self.limits);
         match &outcome.failure {
-            None => debug!(
-                performed = outcome.performed.len(),
-                "plugin applied the action"
-            ),
+            None => log_performed(&plugin.info.name, &outcome.performed),
             Some(failure) => {
                 warn!(code = %failure.code, message = %failure.message, "plugin failed")
             }
@@ -669,6 +666,17 @@ impl LoadedPlugin {
     }
 }
 
+/// Logs what the host performed for a successful execution, one record per operation, with the
+/// plugin's own records, so the log shows what changed even when nothing did.
+fn log_performed(plugin: &str, performed: &[StagedOperation]) {
+    if performed.is_empty() {
+        tracing::info!(target: "vigil::plugin::performed", plugin, "the plugin succeeded and changed nothing");
+    }
+    for operation in performed {
+        tracing::info!(target: "vigil::plugin::performed", plugin, "the host performed: {}", operation.summary());
+    }
+}
+
 /// Returns the capabilities a component imports, refusing imports Vigil does not provide.
 fn imported_capabilities(
     engine: &Engine,
@@ -750,9 +758,10 @@ fn check_grants(plugin: &str, imports: &[Capability], grants: &Grants) -> anyhow
         return Ok(());
     }
     let granted: Vec<&str> = grants.capabilities.iter().map(|c| c.name()).collect();
+    let pronoun = if denied.len() == 1 { "it" } else { "them" };
     bail!(
         "plugin `{plugin}` imports {}, which its configuration does not grant (granted: {}); \
-         grant it with `--grant {}` or rebuild the plugin without it",
+         grant {pronoun} with `--grant {}` or rebuild the plugin without {pronoun}",
         quoted_list(&denied),
         if granted.is_empty() {
             "nothing".to_string()

@@ -68,7 +68,7 @@ fn thing_group_params(
 ) -> Result<&AddThingsToThingGroupParams, MitigationError> {
     let Some(params) = &context.action_params.add_things_to_thing_group_params else {
         return Err(MitigationError::InvalidParameters(format!(
-            "action `{}` has no `add-things-to-thing-group-params`",
+            "action `{}` has no `addThingsToThingGroupParams`",
             context.action_name
         )));
     };

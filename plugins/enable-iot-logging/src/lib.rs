@@ -53,7 +53,7 @@ impl Guest for EnableIotLogging {
 fn logging_params(context: &ExecutionContext) -> Result<&EnableIotLoggingParams, MitigationError> {
     let Some(params) = &context.action_params.enable_iot_logging_params else {
         return Err(MitigationError::InvalidParameters(format!(
-            "action `{}` has no `enable-iot-logging-params`",
+            "action `{}` has no `enableIoTLoggingParams`",
             context.action_name
         )));
     };

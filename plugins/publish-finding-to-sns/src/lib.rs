@@ -63,7 +63,7 @@ impl Guest for PublishFindingToSns {
 fn topic_arn(context: &ExecutionContext) -> Result<&str, MitigationError> {
     let Some(params) = &context.action_params.publish_finding_to_sns_params else {
         return Err(MitigationError::InvalidParameters(format!(
-            "action `{}` has no `publish-finding-to-sns-params`",
+            "action `{}` has no `publishFindingToSnsParams`",
             context.action_name
         )));
     };

@@ -77,7 +77,7 @@ impl Guest for ReplaceDefaultPolicyVersion {
 fn check_template(context: &ExecutionContext) -> Result<(), MitigationError> {
     let Some(params) = &context.action_params.replace_default_policy_version_params else {
         return Err(MitigationError::InvalidParameters(format!(
-            "action `{}` has no `replace-default-policy-version-params`",
+            "action `{}` has no `replaceDefaultPolicyVersionParams`",
             context.action_name
         )));
     };
@@ -122,7 +122,7 @@ fn replace_default_version(thing: &str, policy: &str) -> Result<(), MitigationEr
     })?;
     let message = format!(
         "made a version that denies everything the default of policy `{policy}` of thing \
-         `{thing}`; it had {} versions before",
+         `{thing}`; versions before: {}",
         versions.len()
     );
     logging::log(Level::Info, &message);

@@ -58,7 +58,7 @@ impl Guest for UpdateCaCertificate {
 fn check_params(context: &ExecutionContext) -> Result<(), MitigationError> {
     let Some(params) = &context.action_params.update_ca_certificate_params else {
         return Err(MitigationError::InvalidParameters(format!(
-            "action `{}` has no `update-ca-certificate-params`",
+            "action `{}` has no `updateCACertificateParams`",
             context.action_name
         )));
     };

@@ -59,7 +59,7 @@ impl Guest for UpdateDeviceCertificate {
 fn check_params(context: &ExecutionContext) -> Result<(), MitigationError> {
     let Some(params) = &context.action_params.update_device_certificate_params else {
         return Err(MitigationError::InvalidParameters(format!(
-            "action `{}` has no `update-device-certificate-params`",
+            "action `{}` has no `updateDeviceCertificateParams`",
             context.action_name
         )));
     };
