@@ -212,8 +212,8 @@ impl Installations {
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).with_context(|| {
                 format!(
-                    "failed to read `{}`: it is not a valid plugin installation record; fix it \
-                     or reinstall the plugins with `vigil plugin install`",
+                    "failed to read `{}`: it is not a valid plugin installation record; fix it, \
+                     or move it away and install the plugins again with `vigil plugin install`",
                     path.display()
                 )
             }),
@@ -237,11 +237,21 @@ impl Installations {
 
     /// Loads every installed plugin into `host` with its grants and binds its action names.
     pub fn load_into(&self, data_dir: &Path, host: &mut PluginHost) -> anyhow::Result<()> {
-        for installation in self.plugins.values() {
+        for (key, installation) in &self.plugins {
+            check_record(key, installation)?;
             let path = data_dir.join(INSTALL_DIR).join(&installation.file);
             check_digest(&path, &installation.sha256)?;
             let grants = installation_grants(data_dir, installation)?;
-            host.load_installed(&path, grants)?;
+            let info = host.load_installed(&path, grants)?;
+            if info.name != installation.name {
+                bail!(
+                    "`{}` holds plugin `{}`, but its installation record names `{}`; install it \
+                     again with `vigil plugin install`",
+                    path.display(),
+                    info.name,
+                    installation.name
+                );
+            }
             for (action_name, params) in &installation.bindings {
                 host.bind(ActionBinding {
                     action_name: action_name.clone(),
@@ -252,6 +262,24 @@ impl Installations {
         }
         Ok(())
     }
+}
+
+/// Checks the fields of a record that name files, since they come from a file anyone with write
+/// access to the data folder can edit.
+fn check_record(key: &str, installation: &Installation) -> anyhow::Result<()> {
+    crate::plugins::check_plugin_name(key)
+        .and_then(|()| crate::plugins::check_plugin_name(&installation.name))
+        .context("failed to read the installation record")?;
+    let expected_file = format!("{}.wasm", installation.name);
+    if key != installation.name || installation.file != expected_file {
+        bail!(
+            "the installation record of `{key}` names plugin `{}` in file `{}`; expected `{key}` in \
+             `{key}.wasm`; install the plugin again with `vigil plugin install`",
+            installation.name,
+            installation.file
+        );
+    }
+    Ok(())
 }
 
 fn installed_path(data_dir: &Path) -> PathBuf {
@@ -342,6 +370,7 @@ fn parse_params(text: Option<&str>) -> anyhow::Result<Option<Value>> {
 }
 
 fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    check_action_name(&args.action)?;
     let mut grants = args.grants.to_grants()?;
     let params = parse_params(args.params.as_deref())?;
     let mut host = PluginHost::new(PluginLimits::default())?;
@@ -354,12 +383,12 @@ fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             bundled.display()
         )
     })?;
-    let scratch = std::env::temp_dir().join(format!("vigil-plugin-install-{}", std::process::id()));
-    grants.state_dir = Some(scratch.clone());
-    let loaded = host.load_installed(&args.plugin, grants.clone());
     // The plugin's real state folder is named after it, which is known only once it loaded.
-    let _ = std::fs::remove_dir_all(&scratch);
-    let info = loaded?;
+    let scratch = ScratchDir::new("install")?;
+    grants.state_dir = Some(scratch.path.clone());
+    let info = host.load_installed(&args.plugin, grants.clone())?;
+    drop(scratch);
+    grants.state_dir = None;
     host.bind(ActionBinding {
         action_name: args.action.clone(),
         plugin: info.name.clone(),
@@ -378,6 +407,9 @@ fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .with_context(|| format!("failed to copy the plugin into `{}`", folder.display()))?;
 
     let previous = installations.plugins.get(&info.name).cloned();
+    if let Some(previous) = &previous {
+        check_existing_bindings(&mut host, previous, &args.action)?;
+    }
     let mut bindings = previous
         .as_ref()
         .map(|installed| installed.bindings.clone())
@@ -417,6 +449,19 @@ fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks an action name as create-mitigation-action does: 1 to 128 characters of
+/// `[a-zA-Z0-9_-]`.
+fn check_action_name(action: &str) -> anyhow::Result<()> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-');
+    if action.is_empty() || action.len() > 128 || !action.chars().all(valid) {
+        bail!(
+            "invalid --action {action:?}: a mitigation action name is 1 to 128 characters of \
+             [a-zA-Z0-9_-]"
+        );
+    }
+    Ok(())
+}
+
 /// Tells the user when a reinstall changed the grants, which apply to every binding.
 fn report_changed_grants(
     out: &mut dyn Write,
@@ -437,6 +482,30 @@ fn report_changed_grants(
         current.name,
         actions.join(", ")
     )?;
+    Ok(())
+}
+
+/// Binds the plugin's other recorded actions to the new component, so an install that would break
+/// them fails now instead of when the server starts.
+fn check_existing_bindings(
+    host: &mut PluginHost,
+    previous: &Installation,
+    action: &str,
+) -> anyhow::Result<()> {
+    for (other, params) in previous.bindings.iter().filter(|(name, _)| *name != action) {
+        host.bind(ActionBinding {
+            action_name: other.clone(),
+            plugin: previous.name.clone(),
+            params: params.clone(),
+        })
+        .with_context(|| {
+            format!(
+                "the new component would break the recorded binding of action `{other}`; \
+                 uninstall that binding first with `vigil plugin uninstall {} --action {other}`",
+                previous.name
+            )
+        })?;
+    }
     Ok(())
 }
 
@@ -603,12 +672,16 @@ fn wire_action_type(action_type: MitigationActionType) -> &'static str {
 fn test(args: &TestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let violation = read_violation(&args.violation)?;
     let mut host = PluginHost::new(PluginLimits::default())?;
-    let scratch = std::env::temp_dir().join(format!("vigil-plugin-test-{}", std::process::id()));
+    let scratch = ScratchDir::new("test")?;
     let info = if args.grants.is_empty() {
         host.load(&args.plugin)?.remove(0)
     } else {
         let mut grants = args.grants.to_grants()?;
-        grants.state_dir = Some(args.state_dir.clone().unwrap_or_else(|| scratch.clone()));
+        grants.state_dir = Some(
+            args.state_dir
+                .clone()
+                .unwrap_or_else(|| scratch.path.clone()),
+        );
         host.load_with_grants(&args.plugin, grants)?
     };
     let params = parse_params(args.params.as_deref())?;
@@ -622,14 +695,14 @@ fn test(args: &TestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         Some(path) => read_thing_state(path)?,
         None => example_snapshot(&violation.thing_name),
     };
-    let context = test_context(&args.action_name, action_params, &violation);
+    let context = test_context(&args.action_name, action_params, &violation)?;
     let mut registry = DryRun {
         snapshot,
         thing: violation.thing_name.clone(),
     };
 
     let outcome = host.apply(&mut registry, &context);
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(scratch);
     write_test_report(out, &info, &context, &outcome)?;
     if let Some(failure) = &outcome.failure {
         bail!(
@@ -639,6 +712,32 @@ fn test(args: &TestArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A new, empty folder in the system's temporary folder, removed when dropped. Its name is
+/// unique and it is created with `create_dir`, so a folder or link planted under a predictable
+/// name cannot take its place.
+struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    fn new(purpose: &str) -> anyhow::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        let name = format!("vigil-plugin-{purpose}-{}-{nanos}", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir(&path)
+            .with_context(|| format!("failed to create the scratch folder `{}`", path.display()))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// A registry that reads from a fixed snapshot and performs nothing, for a dry run.
@@ -697,7 +796,11 @@ fn violation_time(value: Option<&Value>) -> anyhow::Result<i64> {
     match value {
         None => Ok(0),
         Some(Value::Number(seconds)) => {
-            Ok((seconds.as_f64().unwrap_or(0.0) * 1000.0).round() as i64)
+            let seconds = seconds.as_f64().unwrap_or(f64::NAN);
+            if !(0.0..1e11).contains(&seconds) {
+                bail!("violationStartTime {seconds} is not epoch seconds between 1970 and 5138");
+            }
+            Ok((seconds * 1000.0).round() as i64)
         }
         Some(Value::String(text)) => crate::output::parse_datetime(text)
             .with_context(|| format!("violationStartTime `{text}` is not an ISO-8601 time")),
@@ -709,14 +812,14 @@ fn test_context(
     action_name: &str,
     action_params: vigil_core::model::MitigationActionParams,
     violation: &ViolationFile,
-) -> ExecutionContext {
+) -> anyhow::Result<ExecutionContext> {
     let action_type = action_params
         .set_types()
         .first()
         .copied()
         .unwrap_or(vigil_core::model::MitigationActionType::PublishFindingToSns);
-    let start = violation_time(violation.violation_start_time.as_ref()).unwrap_or(0);
-    ExecutionContext {
+    let start = violation_time(violation.violation_start_time.as_ref())?;
+    Ok(ExecutionContext {
         task_id: "vigil-plugin-test".to_string(),
         action_name: action_name.to_string(),
         action_type: action_type.into(),
@@ -734,7 +837,7 @@ fn test_context(
             .map(Into::into),
         violation_start_time: start,
         execution_time: start,
-    }
+    })
 }
 
 /// Parses and validates action parameters, or builds example ones for the plugin.

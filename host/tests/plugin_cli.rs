@@ -531,3 +531,20 @@ fn uninstall_removes_a_binding_then_the_plugin() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn install_rejects_an_invalid_action_name() {
+    let (dir, _) = test_folder("plugin-install-action-name");
+    let data = dir.join("data");
+
+    let output = install_legacy_plugin(&data, "../etc");
+
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("invalid --action \"../etc\": a mitigation action name is 1 to 128"),
+        "{stderr}"
+    );
+    assert!(!data.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}

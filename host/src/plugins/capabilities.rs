@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::alerts::WebhookUrl;
 use crate::bindings::engine::vigil::detect::types::IotLogLevel;
 use crate::bindings::plugin::vigil::detect::certificates::{
     CaCertificate, CaCertificateStatus, CertificateStatus, DeviceCertificate,
@@ -599,7 +600,7 @@ impl CallScope {
             .grants
             .allowed_urls
             .iter()
-            .any(|prefix| url.starts_with(prefix.as_str()));
+            .any(|prefix| url_is_under(&url, prefix));
         if !granted {
             return Err(CapabilityError::Denied(format!(
                 "`{url}` is not under a URL prefix granted to the plugin"
@@ -620,6 +621,31 @@ impl CallScope {
             body,
         });
         Ok(())
+    }
+}
+
+/// Returns whether `url` is under the granted `prefix`: the same host and port, and a path that
+/// starts with the prefix's path at a segment boundary. A path with `.` or `..` segments, plain
+/// or percent-encoded, is never under a prefix, because the server would resolve it elsewhere.
+fn url_is_under(url: &str, prefix: &str) -> bool {
+    let (Ok(url), Ok(prefix)) = (WebhookUrl::parse(url), WebhookUrl::parse(prefix)) else {
+        return false;
+    };
+    if !url.authority.eq_ignore_ascii_case(&prefix.authority) {
+        return false;
+    }
+    let path = url.path.split(['?', '#']).next().unwrap_or_default();
+    let dot_segment = path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    });
+    if dot_segment {
+        return false;
+    }
+    if prefix.path.ends_with('/') {
+        path.starts_with(&prefix.path)
+    } else {
+        path == prefix.path || path.starts_with(&format!("{}/", prefix.path))
     }
 }
 
@@ -910,6 +936,28 @@ mod tests {
 
         assert!(matches!(denied, Err(CapabilityError::Denied(_))));
         assert!(staged.is_ok());
+    }
+
+    #[test]
+    fn url_prefix_matches_host_and_whole_segments_only() {
+        let prefix = "http://127.0.0.1:9000/hooks";
+        let cases = [
+            ("http://127.0.0.1:9000/hooks", true),
+            ("http://127.0.0.1:9000/hooks/ops?team=a", true),
+            ("http://127.0.0.1:9000/hooksmith", false),
+            ("http://127.0.0.1:9000/hooks/../admin", false),
+            ("http://127.0.0.1:9000/hooks/%2E%2e/admin", false),
+            ("http://127.0.0.1:9001/hooks/ops", false),
+            ("http://127.0.0.1:9000.attacker.example/hooks", false),
+        ];
+
+        for (url, expected) in cases {
+            assert_eq!(url_is_under(url, prefix), expected, "{url}");
+        }
+        assert!(!url_is_under(
+            "http://localhost.attacker.example/steal",
+            "http://localhost"
+        ));
     }
 
     #[test]

@@ -15,11 +15,20 @@ use crate::alerts::WebhookUrl;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Posts `body` to a plain `http://` URL and succeeds on a 2xx status.
+///
+/// FIXME: the post runs while the server handles the mitigation task, so a webhook that does not
+/// respond holds the API for up to three timeouts per execution; posts should be delivered by a
+/// background task like alerts.
 pub fn post(url: &str, content_type: &str, body: &[u8]) -> Result<(), CapabilityError> {
     let target = WebhookUrl::parse(url)
         .map_err(|error| CapabilityError::InvalidArgument(format!("{error:#}")))?;
     exchange(&target, content_type, body)
-        .map_err(|error| CapabilityError::Other(error.to_string()))
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                CapabilityError::Other(format!("timed out after {} s", TIMEOUT.as_secs()))
+            }
+            _ => CapabilityError::Other(error.to_string()),
+        })
         .and_then(|status_line| check_status(url, &status_line))
 }
 

@@ -88,6 +88,12 @@ const MAX_EXECUTION_MESSAGE_CHARS: usize = 2048;
 /// Maximum length of a plugin name.
 const MAX_PLUGIN_NAME_CHARS: usize = 64;
 
+/// Maximum length of a plugin version.
+const MAX_VERSION_CHARS: usize = 64;
+
+/// Maximum length of a plugin description.
+const MAX_DESCRIPTION_CHARS: usize = 512;
+
 /// Interfaces of `vigil:detect` that hold only types and need no grant.
 const TYPE_ONLY_INTERFACES: [&str; 2] = ["types", "capability-types"];
 
@@ -711,14 +717,22 @@ fn imported_capabilities(
 }
 
 /// Classifies a WASI import: `Some(None)` for the interfaces every plugin gets (command line,
-/// I/O streams, clocks, random), `Some(Some(_))` for the filesystem, which needs a grant, and
-/// `None` for an import outside WASI. Sockets and HTTP are never linked: plugins post through
-/// `outbound-http`, whose URLs the host checks.
+/// I/O streams, random), `Some(Some(_))` for the filesystem, which needs a grant, and `None` for
+/// an import outside WASI. Sockets and HTTP are rejected, because plugins post through
+/// `outbound-http`, whose URLs the host checks. The monotonic clock is rejected too: fuel bounds
+/// computing, not waiting, and its timers would let a plugin sleep, holding a mitigation task and
+/// the server with it. The wall clock has no timers; the filesystem needs its `datetime`.
 fn wasi_capability(name: &str) -> anyhow::Result<Option<Option<Capability>>> {
     let Some(interface) = name.strip_prefix("wasi:") else {
         return Ok(None);
     };
     let package = interface.split('/').next().unwrap_or_default();
+    if interface.starts_with("clocks/monotonic-clock") {
+        bail!(
+            "it imports `{name}`, but plugins get no timers, so they cannot sleep; use the \
+             execution's `execution-time` for the time"
+        );
+    }
     match package {
         "filesystem" => Ok(Some(Some(Capability::WasiFilesystem))),
         "sockets" | "http" => bail!(
@@ -784,12 +798,35 @@ fn check_metadata(metadata: &PluginMetadata, limits: &PluginLimits) -> anyhow::R
             limits.output_bytes
         );
     }
-    let name = &metadata.name;
+    check_plugin_name(&metadata.name)?;
+    let version = &metadata.version;
+    let version_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+');
+    if version.is_empty() || version.len() > MAX_VERSION_CHARS || !version.chars().all(version_char)
+    {
+        bail!(
+            "`metadata` returned the version {version:?}; a version is 1 to {MAX_VERSION_CHARS} \
+             characters of letters, digits, `.`, `-` and `+`, such as 1.2.0"
+        );
+    }
+    let description = &metadata.description;
+    if description.chars().count() > MAX_DESCRIPTION_CHARS
+        || description.chars().any(char::is_control)
+    {
+        bail!(
+            "`metadata` returned a description longer than {MAX_DESCRIPTION_CHARS} characters or \
+             with control characters; a description is one line"
+        );
+    }
+    Ok(())
+}
+
+/// Checks a plugin name: 1 to 64 characters of lowercase letters, digits and `-`.
+pub fn check_plugin_name(name: &str) -> anyhow::Result<()> {
     let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     if name.is_empty() || name.len() > MAX_PLUGIN_NAME_CHARS || !name.chars().all(valid) {
         bail!(
-            "`metadata` returned the name `{}`; a plugin name is 1 to {MAX_PLUGIN_NAME_CHARS} \
-             characters of lowercase letters, digits and `-`",
+            "invalid plugin name {:?}; a plugin name is 1 to {MAX_PLUGIN_NAME_CHARS} characters of \
+             lowercase letters, digits and `-`",
             truncate_chars(name, MAX_PLUGIN_NAME_CHARS + 8)
         );
     }
@@ -1026,6 +1063,24 @@ mod tests {
     fn byte_truncation_keeps_whole_characters() {
         assert_eq!(truncate_bytes("aé", 2), "a");
         assert_eq!(truncate_bytes("abc", 5), "abc");
+    }
+
+    #[test]
+    fn wasi_imports_are_classified() {
+        let filesystem = wasi_capability("wasi:filesystem/preopens@0.2.6").expect("grantable");
+        let streams = wasi_capability("wasi:io/streams@0.2.6").expect("always granted");
+        let outside = wasi_capability("vigil:detect/logging@0.2.0").expect("not WASI");
+
+        assert_eq!(filesystem, Some(Some(Capability::WasiFilesystem)));
+        assert_eq!(streams, Some(None));
+        assert_eq!(outside, None);
+        for rejected in [
+            "wasi:clocks/monotonic-clock@0.2.6",
+            "wasi:sockets/tcp@0.2.6",
+            "wasi:http/outgoing-handler@0.2.6",
+        ] {
+            assert!(wasi_capability(rejected).is_err(), "{rejected}");
+        }
     }
 
     #[test]

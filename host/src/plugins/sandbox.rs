@@ -50,6 +50,10 @@ pub struct PluginLimits {
     /// Maximum size in bytes of the strings a plugin returns: its metadata and its error
     /// message. A larger return value fails the call with `PLUGIN_OUTPUT_TOO_LARGE`.
     pub output_bytes: usize,
+    /// Maximum number of WASI handles (open files, streams, pollables) one instance holds at a
+    /// time. Past it, opening another fails inside the plugin, so a plugin cannot use up the
+    /// host's file descriptors.
+    pub handles: usize,
 }
 
 impl Default for PluginLimits {
@@ -69,6 +73,7 @@ impl Default for PluginLimits {
             table_elements: 10_000,
             host_calls_per_apply: 1_000,
             output_bytes: 64 * 1024,
+            handles: 256,
         }
     }
 }
@@ -137,10 +142,12 @@ impl Sandbox {
             builder.preopened_dir(dir, STATE_GUEST_PATH, FsPerms::ReadWrite)?;
         }
         let wasi = builder.build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.handles);
         let state = PluginState {
             plugin: plugin.to_string(),
             wasi,
-            table: ResourceTable::new(),
+            table,
             limits: SandboxLimits::new(limits),
             stderr,
             call: None,
