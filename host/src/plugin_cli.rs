@@ -245,7 +245,7 @@ impl Installations {
             let info = host.load_installed(&path, grants)?;
             if info.name != installation.name {
                 bail!(
-                    "`{}` holds plugin `{}`, but its installation record names `{}`; install it \
+                    "`{}` contains plugin `{}`, but its installation record names `{}`; install it \
                      again with `vigil plugin install`",
                     path.display(),
                     info.name,
@@ -761,7 +761,7 @@ impl Registry for DryRun {
     }
 }
 
-/// The fields of a violation a plugin sees, from `list-active-violations` or
+/// The fields of a violation that reach a plugin, from `list-active-violations` or
 /// `list-violation-events` output.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

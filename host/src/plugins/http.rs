@@ -17,7 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Posts `body` to a plain `http://` URL and succeeds on a 2xx status.
 ///
 /// FIXME: the post runs while the server handles the mitigation task, so a webhook that does not
-/// respond holds the API for up to three timeouts per execution; posts should be delivered by a
+/// respond blocks the API for up to three timeouts per execution; posts should be delivered by a
 /// background task like alerts.
 pub fn post(url: &str, content_type: &str, body: &[u8]) -> Result<(), CapabilityError> {
     let target = WebhookUrl::parse(url)

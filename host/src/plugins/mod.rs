@@ -4,10 +4,10 @@
 //!
 //! # Sandbox
 //!
-//! Each plugin gets its own [`Store`](wasmtime::Store) with a fuel budget per call, a cap on
-//! linear memory, on instances and on tables, a cap on the size of what it returns, and a WASI
-//! context with no preopened directories, no network, no environment variables and no inherited
-//! stdio. The plugin's stderr goes to a small in-memory buffer, and the host quotes it in trap
+//! Each plugin gets its own [`Store`](wasmtime::Store) with a fuel budget per call and caps on
+//! linear memory, instances, tables, WASI handles and the size of what it returns. Its WASI
+//! context has no network, no environment variables, no inherited stdio and no preopened
+//! directory unless it was granted a state folder. The plugin's stderr goes to a small in-memory buffer, and the host quotes it in trap
 //! messages so a panic message reaches the operator. After a trap the store is dropped, and the
 //! next call builds a fresh instance from the compiled component, so a plugin that trapped once
 //! keeps working.
@@ -69,7 +69,7 @@ pub use capabilities::{
 };
 pub use sandbox::PluginLimits;
 
-/// Records a plugin's capability calls read, re-exported for [`Registry`] implementations.
+/// Records that capability calls return, re-exported for [`Registry`] implementations.
 pub mod records {
     pub use crate::bindings::engine::vigil::detect::types::IotLogLevel;
     pub use crate::bindings::plugin::vigil::detect::certificates::{
