@@ -461,6 +461,19 @@ fn serve_fails_hostile_executions_and_continues() {
         serde_json::json!(["calm-1"]),
         "{members}"
     );
+    let mut executions_of = |action: &str| {
+        let query = format!("taskId=hostile-task&actionName={action}");
+        let listed = send(
+            &mut client,
+            "GET",
+            "/detect/mitigationactions/executions",
+            &query,
+            "",
+        );
+        listed["actionsExecutions"].as_array().unwrap().len()
+    };
+    assert_eq!(executions_of("hostile_action"), 4);
+    assert_eq!(executions_of("other_action"), 0);
     server.kill();
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -326,6 +326,9 @@ async fn list_detect_mitigation_actions_executions(
         start_time: query.timestamp("startTime")?,
         end_time: query.timestamp("endTime")?,
     };
+    // `actionName` is a Vigil extension: AWS filters executions only by task, violation, thing
+    // and time.
+    let action_name = query.string("actionName");
     let executions = state
         .call(move |service| {
             Ok(service
@@ -334,6 +337,14 @@ async fn list_detect_mitigation_actions_executions(
                 .list_mitigation_executions(filter)?)
         })
         .await?;
+    let executions: Vec<_> = executions
+        .into_iter()
+        .filter(|execution| {
+            action_name
+                .as_ref()
+                .is_none_or(|name| execution.action_name == *name)
+        })
+        .collect();
     let (executions, next) = page.cut(executions);
     Ok(respond(with_token(
         json!({"actionsExecutions": executions}),
