@@ -112,6 +112,7 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
     }
     let credentials = load_credentials(args)?;
     let service = open_service(args, core_path)?;
+    let plugins_line = plugins_line(service.plugins());
     let state = ApiState::new(Arc::new(Mutex::new(service)));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -127,7 +128,13 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
             .context("failed to read the listening address")?;
         let mqtt = start_mqtt(args, state.clone()).await?;
         // One write, so a reader that stops after the first line cannot make a later line fail.
-        let banner = banner(local, &credentials, demo_dir.is_some(), &mqtt);
+        let banner = banner(
+            local,
+            &credentials,
+            demo_dir.is_some(),
+            &plugins_line,
+            &mqtt,
+        );
         out.write_all(banner.as_bytes())?;
         out.flush().context("failed to write to stdout")?;
         tracing::info!(%local, "serving");
@@ -174,7 +181,13 @@ async fn start_mqtt(args: &ServeArgs, state: ApiState) -> anyhow::Result<String>
 }
 
 /// Builds the lines printed at start: the first names the address and the last the MQTT broker.
-fn banner(local: SocketAddr, credentials: &Credentials, demo: bool, mqtt_line: &str) -> String {
+fn banner(
+    local: SocketAddr,
+    credentials: &Credentials,
+    demo: bool,
+    plugins_line: &str,
+    mqtt_line: &str,
+) -> String {
     let mut text = format!(
         "vigil serve: listening on http://{local}/\n  AWS API:     --endpoint-url http://{local}\n  \
          credentials: access key id {}\n",
@@ -184,8 +197,27 @@ fn banner(local: SocketAddr, credentials: &Credentials, demo: bool, mqtt_line: &
         text.push_str(&format!("  demo:        http://{local}{DEMO_PATH}\n"));
     }
     text.push_str(&format!("  metrics:     http://{local}/metrics\n"));
+    text.push_str(plugins_line);
     text.push_str(mqtt_line);
     text
+}
+
+/// Builds the banner line that counts the loaded plugins and names the action names bound to
+/// installed ones, for example `  plugins:     6 bundled, 1 installed (bound: notify-ops)`.
+fn plugins_line(plugins: &PluginHost) -> String {
+    let bundled = plugins.plugins().filter(|p| p.handles_action_types).count();
+    let installed = plugins.plugins().count() - bundled;
+    let mut line = format!("  plugins:     {bundled} bundled, {installed} installed");
+    if !plugins.bindings().is_empty() {
+        let actions: Vec<&str> = plugins
+            .bindings()
+            .iter()
+            .map(|binding| binding.action_name.as_str())
+            .collect();
+        line.push_str(&format!(" (bound: {})", actions.join(", ")));
+    }
+    line.push('\n');
+    line
 }
 
 fn open_service(args: &ServeArgs, core_path: &Path) -> anyhow::Result<Service> {

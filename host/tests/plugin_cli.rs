@@ -340,6 +340,12 @@ fn serve_runs_installed_plugin_by_action_name() {
     );
     let server = Server::start(&data, &credentials, &[]);
     let mut client = server.client();
+    let plugins_line = "  plugins:     6 bundled, 1 installed (bound: legacy_quarantine)";
+    assert!(
+        server.banner.iter().any(|line| line == plugins_line),
+        "{:?}",
+        server.banner
+    );
     send(&mut client, "POST", "/thing-groups/isolation", "", "{}");
     send(
         &mut client,
