@@ -157,7 +157,7 @@ pub struct TestArgs {
     /// Without --grant, the plugin is granted what a bundled plugin for its action types gets.
     #[command(flatten)]
     pub grants: GrantArgs,
-    /// Folder the plugin sees as /state when granted wasi-filesystem (default: a new folder in
+    /// Folder preopened as /state for a plugin granted wasi-filesystem (default: a new folder in
     /// the system's temporary folder, removed afterwards).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -295,7 +295,7 @@ fn installation_grants(data_dir: &Path, installation: &Installation) -> anyhow::
     })
 }
 
-/// The folder an installed plugin granted `wasi-filesystem` sees as `/state`.
+/// Returns the folder preopened as `/state` for an installed plugin granted `wasi-filesystem`.
 fn state_dir(data_dir: &Path, plugin: &str) -> PathBuf {
     data_dir.join(INSTALL_DIR).join(STATE_DIR).join(plugin)
 }

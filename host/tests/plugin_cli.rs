@@ -48,10 +48,11 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Installs the API 0.1.0 fixture into `data`, bound to `action`.
-fn install_legacy_plugin(data: &Path, action: &str) -> Output {
-    let plugin = artifact("fixtures/legacy-plugin.wasm");
-    vigil(&[
+/// Runs `vigil plugin install` for the component at `relative` under `target/wasm`, bound to
+/// `action`, with `extra` options such as `--grant`.
+fn install(relative: &str, data: &Path, action: &str, extra: &[&str]) -> Output {
+    let plugin = artifact(relative);
+    let mut args = vec![
         "plugin",
         "install",
         plugin.to_str().unwrap(),
@@ -59,9 +60,19 @@ fn install_legacy_plugin(data: &Path, action: &str) -> Output {
         data.to_str().unwrap(),
         "--action",
         action,
-        "--grant",
-        "thing-registry",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    vigil(&args)
+}
+
+/// Installs the API 0.1.0 fixture into `data`, bound to `action`.
+fn install_legacy_plugin(data: &Path, action: &str) -> Output {
+    install(
+        "fixtures/legacy-plugin.wasm",
+        data,
+        action,
+        &["--grant", "thing-registry"],
+    )
 }
 
 #[test]
@@ -133,17 +144,13 @@ fn plugin_test_exits_1_on_failure() {
 fn install_without_grant_is_rejected() {
     let (dir, _) = test_folder("plugin-install-refused");
     let data = dir.join("data");
-    let plugin = artifact("fixtures/legacy-plugin.wasm");
 
-    let output = vigil(&[
-        "plugin",
-        "install",
-        plugin.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--action",
+    let output = install(
+        "fixtures/legacy-plugin.wasm",
+        &data,
         "legacy_quarantine",
-    ]);
+        &[],
+    );
 
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -380,18 +387,12 @@ fn serve_runs_installed_plugin_by_action_name() {
 fn serve_fails_hostile_executions_and_continues() {
     let (dir, credentials) = test_folder("plugin-install-hostile");
     let data = dir.join("data");
-    let plugin = artifact("fixtures/hostile-plugin.wasm");
-    let installed = vigil(&[
-        "plugin",
-        "install",
-        plugin.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--action",
+    let installed = install(
+        "fixtures/hostile-plugin.wasm",
+        &data,
         "hostile_action",
-        "--grant",
-        "thing-registry",
-    ]);
+        &["--grant", "thing-registry"],
+    );
     assert!(installed.status.success(), "{}", text(&installed.stderr));
     let server = Server::start(&data, &credentials, &[]);
     let mut client = server.client();
@@ -488,19 +489,13 @@ fn serve_fails_hostile_executions_and_continues() {
 fn install_rejects_a_bundled_plugin_name() {
     let (dir, _) = test_folder("plugin-install-bundled-name");
     let data = dir.join("data");
-    let plugin = artifact("plugins/add-things-to-thing-group.wasm");
 
-    let output = vigil(&[
-        "plugin",
-        "install",
-        plugin.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--action",
+    let output = install(
+        "plugins/add-things-to-thing-group.wasm",
+        &data,
         "q2",
-        "--grant",
-        "thing-registry",
-    ]);
+        &["--grant", "thing-registry"],
+    );
 
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

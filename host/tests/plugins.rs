@@ -979,7 +979,7 @@ fn binding_an_action_name_routes_it_to_the_plugin() {
     .expect("binding");
     let mut registry = MemoryRegistry::with_groups(&[QUARANTINE, HOSTILE_GROUP]);
 
-    // The action type says add-things-to-thing-group, but the name is bound to `hostile`.
+    // The action type is add-things-to-thing-group, but the name is bound to `hostile`.
     let outcome = host.apply(&mut registry, &add_to_groups("sensor-1", &[QUARANTINE]));
 
     assert_eq!(outcome.plugin.as_deref(), Some("hostile"));
