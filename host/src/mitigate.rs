@@ -160,6 +160,11 @@ pub fn run_task<E: TaskEngine>(
             let mut registry = EngineRegistry { engine };
             plugins.apply(&mut registry, &context)
         };
+        if outcome.is_successful()
+            && let Some(plugin) = &outcome.plugin
+        {
+            crate::plugins::log_performed(plugin, &outcome.performed);
+        }
         let outcome: ExecutionOutcome = outcome.to_execution_outcome().into();
         let execution = &pending.execution;
         engine

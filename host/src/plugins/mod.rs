@@ -391,7 +391,10 @@ impl PluginHost {
 
         let outcome = plugin.apply(registry, &context, &self.limits);
         match &outcome.failure {
-            None => log_performed(&plugin.info.name, &outcome.performed),
+            None => debug!(
+                performed = outcome.performed.len(),
+                "plugin applied the action"
+            ),
             Some(failure) => {
                 warn!(code = %failure.code, message = %failure.message, "plugin failed")
             }
@@ -672,9 +675,10 @@ impl LoadedPlugin {
     }
 }
 
-/// Logs what the host performed for a successful execution, one record per operation, with the
-/// plugin's own records, so the log shows what changed even when nothing did.
-fn log_performed(plugin: &str, performed: &[StagedOperation]) {
+/// Logs what the host performed for a successful execution on a real registry, one record per
+/// operation, beside the plugin's own records, so the log shows what changed even when nothing
+/// did. Dry runs do not call it, because their registry performs nothing.
+pub fn log_performed(plugin: &str, performed: &[StagedOperation]) {
     if performed.is_empty() {
         tracing::info!(target: "vigil::plugin::performed", plugin, "the plugin succeeded and changed nothing");
     }
