@@ -10,6 +10,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod catalogue;
+pub mod detector;
 pub mod error;
 pub mod model;
 pub mod report;
@@ -23,6 +24,7 @@ pub mod mitigation;
 pub mod ml;
 pub mod registry;
 pub mod rules;
+pub mod shape;
 pub mod training;
 pub mod violations;
 pub mod wit;

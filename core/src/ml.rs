@@ -39,6 +39,10 @@ const DAY_ALPHA_FLOOR: f64 = 1.0 / 4032.0;
 const HOUR_FULL_WEIGHT_SAMPLES: f64 = 14.0;
 /// Smoothing of the recent level: about an hour of 5-minute datapoints.
 const RECENT_ALPHA: f64 = 1.0 / 12.0;
+/// In a robust model, an hour bucket's residual counts at most this many standard deviations.
+const HOUR_CLIP: f64 = 3.5;
+/// Smallest standard deviation the hour clip assumes, as a share of the learned range.
+const HOUR_CLIP_FLOOR_SHARE: f64 = 0.01;
 /// The level-shift evidence needs this many learned shifts before it counts.
 const SHIFT_MIN_SAMPLES: u32 = 10;
 /// The learned range is trusted once this many datapoints have been learned.
@@ -68,7 +72,8 @@ pub enum Scale {
 }
 
 impl Scale {
-    fn forward(self, x: f64) -> f64 {
+    /// Maps a raw value to the model's scale.
+    pub fn forward(self, x: f64) -> f64 {
         match self {
             Scale::Count => 2.0 * (x.max(0.0) + 0.375).sqrt(),
             Scale::Real => x,
@@ -97,14 +102,16 @@ impl Scale {
 
 /// Exponentially weighted mean and variance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Moments {
-    mean: f64,
-    variance: f64,
-    samples: u32,
+pub(crate) struct Moments {
+    pub(crate) mean: f64,
+    pub(crate) variance: f64,
+    pub(crate) samples: u32,
 }
 
 impl Moments {
-    fn update(&mut self, y: f64, alpha_floor: f64) {
+    /// Adds `y` with weight `max(1 / samples, alpha_floor)`, so the first samples form an exact
+    /// running mean and later ones an exponentially weighted one.
+    pub(crate) fn update(&mut self, y: f64, alpha_floor: f64) {
         self.samples = self.samples.saturating_add(1);
         if self.samples == 1 {
             self.mean = y;
@@ -113,6 +120,28 @@ impl Moments {
         }
         let alpha = (1.0 / f64::from(self.samples)).max(alpha_floor);
         let residual = y - self.mean;
+        self.mean += alpha * residual;
+        self.variance = (1.0 - alpha) * (self.variance + alpha * residual * residual);
+    }
+
+    /// Like [`Self::update`], but once the moments hold `HOUR_FULL_WEIGHT_SAMPLES` samples a
+    /// residual counts at most `clip · max(σ, spread_floor)`, so one huge spike moves the mean
+    /// and inflates the variance only a little (a Huber-type update, after Huber, "Robust
+    /// estimation of a location parameter", 1964).
+    fn update_clipped(&mut self, y: f64, alpha_floor: f64, clip: f64, spread_floor: f64) {
+        if f64::from(self.samples) < HOUR_FULL_WEIGHT_SAMPLES {
+            self.update(y, alpha_floor);
+            return;
+        }
+        self.samples = self.samples.saturating_add(1);
+        let alpha = (1.0 / f64::from(self.samples)).max(alpha_floor);
+        let sigma = self
+            .variance
+            .sqrt()
+            .max(spread_floor)
+            .max(f64::MIN_POSITIVE);
+        let limit = clip * sigma;
+        let residual = (y - self.mean).clamp(-limit, limit);
         self.mean += alpha * residual;
         self.variance = (1.0 - alpha) * (self.variance + alpha * residual * residual);
     }
@@ -125,6 +154,24 @@ pub struct Expectation {
     pub mean: f64,
     /// Standard deviation, at least the noise floor.
     pub sigma: f64,
+}
+
+/// The evidence against one datapoint, each kind in standard deviations.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Evidence {
+    /// Distance from the hour-of-day expectation.
+    pub seasonal: f64,
+    /// Distance of the recent level, with the datapoint added, from its usual offset.
+    pub shift: f64,
+    /// `OUT_OF_RANGE_Z` (30) for a value beyond the learned range, else 0.
+    pub range: f64,
+}
+
+impl Evidence {
+    /// The strongest kind of evidence.
+    pub fn max(&self) -> f64 {
+        self.seasonal.max(self.shift).max(self.range)
+    }
 }
 
 /// A score for one datapoint.
@@ -151,6 +198,9 @@ pub struct SeasonalModel {
     /// Smallest and largest transformed value seen, which set the noise floor of real numbers.
     low: f64,
     high: f64,
+    /// Whether hour buckets learn with clipped residuals.
+    #[serde(default)]
+    robust_hours: bool,
 }
 
 impl SeasonalModel {
@@ -164,6 +214,16 @@ impl SeasonalModel {
             shift: Moments::default(),
             low: f64::INFINITY,
             high: f64::NEG_INFINITY,
+            robust_hours: false,
+        }
+    }
+
+    /// Creates an empty model whose hour buckets clip large residuals, so a huge spike does not
+    /// widen an hour's expected spread for the next two weeks.
+    pub fn robust(scale: Scale) -> Self {
+        Self {
+            robust_hours: true,
+            ..Self::new(scale)
         }
     }
 
@@ -177,7 +237,13 @@ impl SeasonalModel {
         let y = self.scale.forward(value);
         self.low = self.low.min(y);
         self.high = self.high.max(y);
-        self.hours[hour_of_day(timestamp)].update(y, HOUR_ALPHA_FLOOR);
+        let spread_floor = HOUR_CLIP_FLOOR_SHARE * self.range();
+        let hour = &mut self.hours[hour_of_day(timestamp)];
+        if self.robust_hours {
+            hour.update_clipped(y, HOUR_ALPHA_FLOOR, HOUR_CLIP, spread_floor);
+        } else {
+            hour.update(y, HOUR_ALPHA_FLOOR);
+        }
         self.recent.update(y, RECENT_ALPHA);
         self.day.update(y, DAY_ALPHA_FLOOR);
         if self.day.samples > 2 {
@@ -228,9 +294,28 @@ impl SeasonalModel {
     /// Because the recent level follows the stream, this score suits a model that learns every
     /// datapoint, not a copy frozen at a refresh.
     pub fn surprise(&self, timestamp: Timestamp, value: f64) -> f64 {
+        self.evidence(timestamp, value).max()
+    }
+
+    /// Returns each kind of evidence against `value` at `timestamp`; [`Self::surprise`] is the
+    /// strongest of them.
+    pub fn evidence(&self, timestamp: Timestamp, value: f64) -> Evidence {
         let y = self.scale.forward(value);
-        let seasonal = self.score(timestamp, value).z;
-        seasonal.max(self.shift_z(y)).max(self.range_z(y))
+        Evidence {
+            seasonal: self.score(timestamp, value).z,
+            shift: self.shift_z(y),
+            range: self.range_z(y),
+        }
+    }
+
+    /// The smallest and largest value learned, on the model's scale, or `None` before the first.
+    pub fn learned_range(&self) -> Option<(f64, f64)> {
+        (self.high >= self.low).then_some((self.low, self.high))
+    }
+
+    /// The scale the model learns on.
+    pub fn scale(&self) -> Scale {
+        self.scale
     }
 
     fn shift_z(&self, y: f64) -> f64 {
@@ -279,8 +364,12 @@ impl SeasonalModel {
 
 /// Maps `z` to 0..1 as `z² / (z² + 36)`: 0.31 at z = 4, 0.64 at z = 8 and 0.80 at z = 12. It
 /// keeps growing for large `z`, so the most extreme datapoints still rank above merely large ones.
+/// A `z` too large to square, infinity included, maps to 1.
 pub fn squash(z: f64) -> f64 {
     let z2 = z * z;
+    if z2.is_infinite() {
+        return 1.0;
+    }
     z2 / (z2 + 36.0)
 }
 
@@ -384,6 +473,50 @@ mod tests {
             surprise > z_cutoff(ConfidenceLevel::Low),
             "surprise {surprise}"
         );
+    }
+
+    #[test]
+    fn flat_series_then_change_scores_one_not_nan() {
+        let mut model = SeasonalModel::new(Scale::Real);
+        for i in 0..300 {
+            model.learn(i * PERIOD, 4.0);
+        }
+        let score = model.score(300 * PERIOD, 5.0);
+        assert!(score.z > 1e300, "z {}", score.z);
+        assert_eq!(score.anomaly_score, 1.0);
+    }
+
+    #[test]
+    fn robust_hours_ignore_most_of_a_spike() {
+        let mut plain = trained_on_daily_pattern(14);
+        let mut robust = SeasonalModel::robust(Scale::Count);
+        for i in 0..14 * 288 {
+            let t = i * PERIOD;
+            robust.learn(
+                t,
+                if (t % DAY_MS) >= 18 * HOUR {
+                    100.0
+                } else {
+                    5.0
+                } + noise(i),
+            );
+        }
+        let spike_time = 14 * DAY_MS + 8 * HOUR;
+        plain.learn(spike_time, 5000.0);
+        robust.learn(spike_time, 5000.0);
+        let next_day = 15 * DAY_MS + 8 * HOUR;
+        assert!(plain.expectation(next_day).sigma > 5.0);
+        assert!(robust.expectation(next_day).sigma < 2.0);
+    }
+
+    #[test]
+    fn evidence_reports_each_kind() {
+        let model = trained_on_daily_pattern(14);
+        let evening = 14 * DAY_MS + 20 * HOUR;
+        let evidence = model.evidence(evening, 400.0);
+        assert_eq!(evidence.range, OUT_OF_RANGE_Z);
+        assert!(evidence.seasonal > z_cutoff(ConfidenceLevel::High));
+        assert_eq!(evidence.max(), model.surprise(evening, 400.0));
     }
 
     #[test]

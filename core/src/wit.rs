@@ -59,6 +59,11 @@ macro_rules! impl_wit_conversions {
                 ConnectionAttempt, Disconnect, AuthorizationFailure, MessageSent, MessageReceived);
             $crate::impl_wit_conversions!(@enum $crate::report::ReportFormat, witd::ReportFormat,
                 Json, Cbor);
+            $crate::impl_wit_conversions!(@enum $crate::ml::Scale, witd::ValueScale, Count, Real);
+            $crate::impl_wit_conversions!(@enum $crate::detector::EvidenceKind,
+                witd::EvidenceKind, Seasonal, Shift, Range, Shape);
+            $crate::impl_wit_conversions!(@record $crate::detector::Verdict, witd::AnomalyVerdict,
+                plain { anomaly_score, z, delay, surprise }, mapped {}, optional { evidence });
 
             $crate::impl_wit_conversions!(@record core::MetricValue, wit::MetricValue,
                 plain { count, ports, number, numbers, strings, cidrs }, mapped {});

@@ -1,18 +1,21 @@
-//! `vigil bench`: datapoints scored and learned per second by one ML behavior, natively and
-//! through the wasmtime component, in the same run.
+//! `vigil bench`: datapoints scored and learned per second by one ML behavior, and by the
+//! streaming series detector that `vigil nab` scores, natively and through the wasmtime
+//! component, in the same run.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
 use vigil_core::catalogue::{DAY_MS, PERIOD_MS};
+use vigil_core::detector::StreamingDetector;
 use vigil_core::ingest::Datapoint;
+use vigil_core::ml::Scale;
 use vigil_core::model::{
     Behavior, ConfidenceLevel, MetricValue, ModelStatus, SecurityProfile, Timestamp,
 };
 use vigil_core::{Engine, EngineConfig};
 
-use crate::engine::CoreEngine;
+use crate::engine::{CoreEngine, CoreSeriesDetector};
 use crate::sim::Rng;
 
 const PROFILE_NAME: &str = "bench";
@@ -84,7 +87,133 @@ pub fn run(args: &BenchArgs, core: &Path, out: &mut dyn Write) -> anyhow::Result
         result.wasm_per_second / result.native_per_second,
         result.state_bytes_per_series
     )?;
+    let detector = measure_series_detector(args.datapoints as usize, core)?;
+    print_series_detector(&detector, args.datapoints, out)?;
     Ok(())
+}
+
+/// Measured throughput of the streaming series detector on one series.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeriesDetectorResult {
+    /// Datapoints per second, native detector.
+    pub native_per_second: f64,
+    /// Datapoints per second, detector inside the core component in wasmtime.
+    pub wasm_per_second: f64,
+    /// 99th percentile of the native time per datapoint, in nanoseconds.
+    pub native_p99_ns: f64,
+    /// Serialized detector state after the run, in bytes.
+    pub state_bytes: usize,
+}
+
+/// Datapoints per component call when the series detector runs in wasmtime.
+const SERIES_BATCH: usize = 10_000;
+/// Datapoints timed one by one for the latency percentile.
+const LATENCY_SAMPLES: usize = 200_000;
+
+/// Runs the series detector over one series of `datapoints` datapoints natively and in
+/// wasmtime, then times single datapoints natively for the latency percentile.
+pub fn measure_series_detector(
+    datapoints: usize,
+    core: &Path,
+) -> anyhow::Result<SeriesDetectorResult> {
+    let series = series_values(datapoints + LATENCY_SAMPLES);
+    let (timed, latency_part) = series.split_at(datapoints);
+
+    let mut native = StreamingDetector::new(Scale::Real);
+    let clock = Instant::now();
+    let mut reports = 0_usize;
+    for &(timestamp, value) in timed {
+        reports += usize::from(native.observe(timestamp, value).anomaly_score > 0.0);
+    }
+    let native_seconds = clock.elapsed().as_secs_f64();
+    let native_p99_ns = latency_p99_ns(&mut native, latency_part);
+    let state_bytes = rmp_serde::to_vec(&native)
+        .map_err(|e| anyhow::anyhow!("failed to serialize the series detector: {e}"))?
+        .len();
+
+    let mut component = CoreSeriesDetector::load(core, Scale::Real)?;
+    let clock = Instant::now();
+    let mut component_reports = 0_usize;
+    for chunk in timed.chunks(SERIES_BATCH) {
+        let verdicts = component.observe(chunk)?;
+        component_reports += verdicts.iter().filter(|v| v.anomaly_score > 0.0).count();
+    }
+    let wasm_seconds = clock.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        reports == component_reports,
+        "the native detector made {reports} reports but the component made {component_reports}"
+    );
+    Ok(SeriesDetectorResult {
+        native_per_second: timed.len() as f64 / native_seconds,
+        wasm_per_second: timed.len() as f64 / wasm_seconds,
+        native_p99_ns,
+        state_bytes,
+    })
+}
+
+fn latency_p99_ns(detector: &mut StreamingDetector, points: &[(Timestamp, f64)]) -> f64 {
+    let mut nanos: Vec<u128> = points
+        .iter()
+        .map(|&(timestamp, value)| {
+            let clock = Instant::now();
+            std::hint::black_box(detector.observe(timestamp, value));
+            clock.elapsed().as_nanos()
+        })
+        .collect();
+    nanos.sort_unstable();
+    nanos.get(nanos.len() * 99 / 100).map_or(0.0, |&n| n as f64)
+}
+
+fn print_series_detector(
+    result: &SeriesDetectorResult,
+    datapoints: u32,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "series detector: one series of {datapoints} datapoints scored and learned, natively and in wasmtime"
+    )?;
+    writeln!(
+        out,
+        "native detector:   {:>12.0} datapoints/s, p99 {:.0} ns per datapoint",
+        result.native_per_second, result.native_p99_ns
+    )?;
+    writeln!(
+        out,
+        "wasmtime detector: {:>12.0} datapoints/s",
+        result.wasm_per_second
+    )?;
+    writeln!(
+        out,
+        "detector state: {} bytes per series, measured as serialized size",
+        result.state_bytes
+    )?;
+    writeln!(
+        out,
+        "BENCH-DETECTOR native_dps={:.0} wasm_dps={:.0} ratio={:.3} p99_ns={:.0} state_bytes_per_series={}",
+        result.native_per_second,
+        result.wasm_per_second,
+        result.wasm_per_second / result.native_per_second,
+        result.native_p99_ns,
+        result.state_bytes
+    )?;
+    Ok(())
+}
+
+/// A 5-minute series with a daily rhythm, Gaussian noise, a spike every few days and a level
+/// shift every three weeks, so every step of the detector runs.
+fn series_values(count: usize) -> Vec<(Timestamp, f64)> {
+    let mut rng = Rng::new(7);
+    (0..count)
+        .map(|i| {
+            let timestamp = i as i64 * PERIOD_MS;
+            let hour = (timestamp.rem_euclid(DAY_MS)) as f64 / 3_600_000.0;
+            let rhythm = 50.0 + 20.0 * (hour / 24.0 * std::f64::consts::TAU).sin();
+            let spike = if i % 1_009 == 1_000 { 300.0 } else { 0.0 };
+            let shift = if (i / 6_048) % 2 == 1 { 15.0 } else { 0.0 };
+            (timestamp, rhythm + 5.0 * rng.normal() + spike + shift)
+        })
+        .collect()
 }
 
 /// Runs both engines over the same datapoints and times the part after training.

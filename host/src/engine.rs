@@ -110,6 +110,9 @@ fn convert<A, B: From<A>>(items: Vec<A>) -> Vec<B> {
 }
 
 mod lifecycle;
+mod series;
+
+pub use series::CoreSeriesDetector;
 
 impl CoreEngine {
     /// Loads the component at `path` and creates an empty engine.

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use vigil_core::ml::{Scale, SeasonalModel, squash, z_cutoff};
+use vigil_core::detector::{StreamingDetector, Verdict};
+use vigil_core::ml::{Scale, z_cutoff};
 use vigil_core::model::{ConfidenceLevel, Timestamp};
 
 use crate::output::parse_datetime;
@@ -177,75 +178,22 @@ fn load_file(
     Ok(file)
 }
 
-/// Time over which the memory of a reported score fades by a factor of e: one week. A score
-/// counts only when it rises above the faded peak of earlier ones.
-const ONSET_MEMORY_MS: f64 = 7.0 * 86_400_000.0;
-/// Smallest peak a rise is measured against, so the first scores of a series do not count as
-/// huge rises.
-const PEAK_FLOOR: f64 = 0.05;
-/// Share of an onset's anomaly score that comes from its level. The rest comes from how far it
-/// rises above the faded peak.
-const LEVEL_WEIGHT: f64 = 0.3;
-
-/// The verdict of the harness on one row.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Onset {
-    /// Anomaly score in 0..1, or 0 when the row is not an onset.
-    pub anomaly_score: f64,
-    /// The model's surprise in standard deviations, or 0 when the row is not an onset.
-    pub z: f64,
-}
-
 /// Anomaly scores of one series, computed causally: each row is scored before it is learned.
 pub fn detect(file: &CorpusFile) -> Vec<f64> {
-    detect_onsets(file)
+    detect_verdicts(file)
         .iter()
-        .map(|onset| onset.anomaly_score)
+        .map(|verdict| verdict.anomaly_score)
         .collect()
 }
 
-/// Scores each row by the model's surprise and keeps only onsets.
-///
-/// A row is an onset when its squashed surprise rises above the faded peak of earlier ones. Other
-/// rows get 0. This mirrors the alarm lifecycle, where only the first datapoint of an anomalous
-/// run raises `in-alarm` and later ones extend the same violation. An onset's anomaly score
-/// blends its level with how far it rises above the peak, so a jump far beyond anything the
-/// series did lately ranks above a value that barely tops a recent one.
-pub fn detect_onsets(file: &CorpusFile) -> Vec<Onset> {
-    let mut model = SeasonalModel::new(Scale::Real);
-    let mut peak: f64 = 0.0;
-    let mut previous = file.timestamps.first().copied().unwrap_or_default();
+/// Runs the streaming detector over one series and returns its verdict on every row.
+pub fn detect_verdicts(file: &CorpusFile) -> Vec<Verdict> {
+    let mut detector = StreamingDetector::new(Scale::Real);
     file.timestamps
         .iter()
         .zip(&file.values)
-        .map(|(&timestamp, &value)| {
-            let z = if model.samples() < 2 {
-                0.0
-            } else {
-                model.surprise(timestamp, value)
-            };
-            model.learn(timestamp, value);
-            let elapsed = (timestamp - previous).max(0) as f64;
-            previous = timestamp;
-            peak *= (-elapsed / ONSET_MEMORY_MS).exp();
-            let score = squash(z);
-            let onset = if score > peak {
-                Onset {
-                    anomaly_score: onset_score(score, peak),
-                    z,
-                }
-            } else {
-                Onset::default()
-            };
-            peak = peak.max(score);
-            onset
-        })
+        .map(|(&timestamp, &value)| detector.observe(timestamp, value))
         .collect()
-}
-
-fn onset_score(score: f64, peak: f64) -> f64 {
-    let rise = (score / peak.max(PEAK_FLOOR)).ln();
-    LEVEL_WEIGHT * score + (1.0 - LEVEL_WEIGHT) * rise / (rise + 1.0)
 }
 
 /// One row of the results table.
@@ -278,10 +226,10 @@ pub const PUBLISHED: [(&str, [f64; 5]); 4] = [
 pub fn run(args: &NabArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let started = Instant::now();
     let corpus = load_corpus(&args.data)?;
-    let onsets: Vec<Vec<Onset>> = corpus.iter().map(detect_onsets).collect();
-    let scores: Vec<Vec<f64>> = onsets
+    let verdicts: Vec<Vec<Verdict>> = corpus.iter().map(detect_verdicts).collect();
+    let scores: Vec<Vec<f64>> = verdicts
         .iter()
-        .map(|rows| rows.iter().map(|o| o.anomaly_score).collect())
+        .map(|rows| rows.iter().map(|v| v.anomaly_score).collect())
         .collect();
     write_results(&args.out, DETECTOR, &corpus, &scores)?;
 
@@ -297,11 +245,11 @@ pub fn run(args: &NabArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         ConfidenceLevel::High,
     ] {
         let name = format!("{DETECTOR}_{}", format!("{level:?}").to_lowercase());
-        let binary: Vec<Vec<f64>> = onsets
+        let binary: Vec<Vec<f64>> = verdicts
             .iter()
             .map(|rows| {
                 rows.iter()
-                    .map(|o| f64::from(u8::from(o.z > z_cutoff(level))))
+                    .map(|v| f64::from(u8::from(v.anomaly_score > 0.0 && v.z > z_cutoff(level))))
                     .collect()
             })
             .collect();

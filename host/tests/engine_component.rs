@@ -1,9 +1,11 @@
-//! The real core component in wasmtime behaves exactly like the native engine.
+//! The real core component in wasmtime behaves exactly like the native engine and detector.
 
 use std::path::PathBuf;
 
 use vigil_core::catalogue::PERIOD_MS;
+use vigil_core::detector::{StreamingDetector, Verdict};
 use vigil_core::ingest::Datapoint;
+use vigil_core::ml::Scale;
 use vigil_core::model::{
     AddThingsToThingGroupParams, Behavior, BehaviorCriteria, ComparisonOperator, ConfidenceLevel,
     CustomMetricType, DetectMitigationActionsTaskTarget, MetricDimension, MetricToRetain,
@@ -12,7 +14,7 @@ use vigil_core::model::{
 };
 use vigil_core::violations::ViolationFilter;
 use vigil_core::{Engine, EngineConfig, EngineStats, SecurityProfileFilter};
-use vigil_host::engine::{CoreEngine, locate_core_wasm};
+use vigil_host::engine::{CoreEngine, CoreSeriesDetector, locate_core_wasm};
 
 const TARGET: &str = "arn:aws:iot:us-east-1:123456789012:all/things";
 
@@ -456,4 +458,47 @@ fn component_updates_mitigation_actions_and_cancels_tasks() {
 
     engine.delete_mitigation_action("respond").unwrap();
     assert_eq!(engine.list_mitigation_actions().unwrap(), vec![]);
+}
+
+/// A 20-day series with a daily rhythm, noise, spikes and a level shift near the end.
+fn rhythmic_series() -> Vec<(i64, f64)> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..20 * 288)
+        .map(|i: i64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let noise = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            let hour = (i % 288) as f64 / 12.0;
+            let rhythm = 50.0 + 30.0 * (hour / 24.0 * std::f64::consts::TAU).sin();
+            let spike = if i % 1_009 == 1_000 { 400.0 } else { 0.0 };
+            let shift = if i > 18 * 288 { 25.0 } else { 0.0 };
+            (i * PERIOD_MS, rhythm + 8.0 * noise + spike + shift)
+        })
+        .collect()
+}
+
+#[test]
+fn series_detector_gives_identical_verdicts_in_wasmtime() {
+    let series = rhythmic_series();
+    let mut native = StreamingDetector::new(Scale::Real);
+    let native_verdicts: Vec<Verdict> = series
+        .iter()
+        .map(|&(timestamp, value)| native.observe(timestamp, value))
+        .collect();
+    let mut component = CoreSeriesDetector::load(&core_wasm(), Scale::Real).unwrap();
+    let mut component_verdicts = Vec::new();
+    for chunk in series.chunks(1000) {
+        component_verdicts.extend(component.observe(chunk).unwrap());
+    }
+
+    assert_eq!(native_verdicts, component_verdicts);
+    let reports = native_verdicts
+        .iter()
+        .filter(|v| v.anomaly_score > 0.0)
+        .count();
+    assert!(
+        reports > 3,
+        "only {reports} reports on a series with spikes"
+    );
 }

@@ -28,6 +28,25 @@ struct Component;
 
 impl witd::Guest for Component {
     type Engine = EngineResource;
+    type SeriesDetector = SeriesDetectorResource;
+}
+
+/// One streaming series detector, in a `RefCell` for the same reason as the engine.
+struct SeriesDetectorResource(RefCell<vigil_core::detector::StreamingDetector>);
+
+impl witd::GuestSeriesDetector for SeriesDetectorResource {
+    fn new(scale: witd::ValueScale) -> Self {
+        let detector = vigil_core::detector::StreamingDetector::new(scale.into());
+        Self(RefCell::new(detector))
+    }
+
+    fn observe(&self, points: Vec<witd::SeriesPoint>) -> Vec<witd::AnomalyVerdict> {
+        let mut detector = self.0.borrow_mut();
+        points
+            .into_iter()
+            .map(|point| detector.observe(point.timestamp, point.value).into())
+            .collect()
+    }
 }
 
 /// One engine. Component methods take `&self`, so the engine sits in a `RefCell`; the component
