@@ -4,9 +4,10 @@
 //! Each datapoint is scored before it is learned, so a score depends only on the datapoints up to
 //! it. The steps, in order:
 //!
-//! 1. **Evidence.** A robust [`SeasonalModel`] rates the datapoint by its hour-of-day `z`, a shift of the
-//!    recent level and an excursion beyond the learned range; a [`ShapeModel`] rates the novelty of
-//!    the last 32 values' shape. Nothing is scored until [`WARM_UP_SAMPLES`] datapoints are learned.
+//! 1. **Evidence.** A robust [`SeasonalModel`] rates the datapoint by its hour-of-day `z`, a shift
+//!    of the recent level and an excursion beyond the learned range. A [`ShapeModel`] rates the
+//!    novelty of the last 32 values' shape. Nothing is scored until [`WARM_UP_SAMPLES`] datapoints
+//!    are learned.
 //! 2. **Onsets.** Only the start of an anomalous run counts: a datapoint is an onset when its
 //!    squashed evidence rises above a peak of earlier ones that fades over a week. The onset's
 //!    strength blends its level with its rise over that peak. Shape novelty is a separate track
@@ -85,7 +86,7 @@ pub struct Verdict {
     pub z: f64,
     /// Datapoints between the reported onset and this datapoint.
     pub delay: u32,
-    /// This datapoint's own strongest evidence in standard deviations; 0 while warming up.
+    /// This datapoint's own strongest evidence in standard deviations, or 0 while warming up.
     pub surprise: f64,
 }
 
@@ -96,7 +97,7 @@ struct Rarity {
     total: u32,
 }
 
-/// Histogram bins; the last one also holds everything above it.
+/// Histogram bins. The last one also counts everything above it.
 const RARITY_BINS: usize = 32;
 /// Start of the first bin in `ln(1 + z)`: z below about 3.5 shares the first bin.
 const RARITY_OFFSET: f64 = 1.5;
@@ -226,7 +227,7 @@ impl StreamingDetector {
         }
     }
 
-    /// The seasonal model the detector learns.
+    /// Returns the seasonal model the detector learns.
     pub fn model(&self) -> &SeasonalModel {
         &self.model
     }
@@ -405,8 +406,8 @@ impl PendingOnset {
         }
     }
 
-    /// The report after the wait: the strength times the square root of the mean squashed
-    /// evidence that followed.
+    /// Turns the onset into its report after the wait: the strength times the square root of the
+    /// mean squashed evidence that followed.
     fn confirmed(self) -> Report {
         let persistence = self.later_scores / f64::from(self.waited.max(1));
         Report {
@@ -425,8 +426,8 @@ fn onset_strength(score: f64, peak: f64) -> f64 {
     LEVEL_WEIGHT * score + (1.0 - LEVEL_WEIGHT) * rise / (rise + 1.0)
 }
 
-/// The kind of the strongest evidence and its `z`. A range excursion wins over the others, and
-/// a shift must exceed the seasonal `z` to win.
+/// Returns the kind of the strongest evidence and its `z`. A range excursion wins over the
+/// others, and a shift must exceed the seasonal `z` to win.
 fn strongest_kind(evidence: &Evidence) -> (EvidenceKind, f64) {
     if evidence.range > 0.0 {
         (EvidenceKind::Range, evidence.range)
@@ -566,7 +567,9 @@ mod tests {
         for i in 0..20_000 {
             detector.observe(i * PERIOD, calm(i) + if i % 997 == 0 { 80.0 } else { 0.0 });
         }
-        let bytes = rmp_serde::to_vec(&detector).unwrap().len();
-        assert!(bytes < 4096, "state is {bytes} bytes");
+        let bytes = rmp_serde::to_vec_named(&detector).unwrap();
+        assert!(bytes.len() < 4096, "state is {} bytes", bytes.len());
+        let restored: StreamingDetector = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(restored, detector);
     }
 }

@@ -168,7 +168,7 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    /// The strongest kind of evidence.
+    /// Returns the strongest kind of evidence.
     pub fn max(&self) -> f64 {
         self.seasonal.max(self.shift).max(self.range)
     }
@@ -199,7 +199,7 @@ pub struct SeasonalModel {
     low: f64,
     high: f64,
     /// Whether hour buckets learn with clipped residuals.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     robust_hours: bool,
 }
 
@@ -237,12 +237,16 @@ impl SeasonalModel {
         let y = self.scale.forward(value);
         self.low = self.low.min(y);
         self.high = self.high.max(y);
-        let spread_floor = HOUR_CLIP_FLOOR_SHARE * self.range();
-        let hour = &mut self.hours[hour_of_day(timestamp)];
         if self.robust_hours {
-            hour.update_clipped(y, HOUR_ALPHA_FLOOR, HOUR_CLIP, spread_floor);
+            let spread_floor = HOUR_CLIP_FLOOR_SHARE * self.range();
+            self.hours[hour_of_day(timestamp)].update_clipped(
+                y,
+                HOUR_ALPHA_FLOOR,
+                HOUR_CLIP,
+                spread_floor,
+            );
         } else {
-            hour.update(y, HOUR_ALPHA_FLOOR);
+            self.hours[hour_of_day(timestamp)].update(y, HOUR_ALPHA_FLOOR);
         }
         self.recent.update(y, RECENT_ALPHA);
         self.day.update(y, DAY_ALPHA_FLOOR);
@@ -308,12 +312,13 @@ impl SeasonalModel {
         }
     }
 
-    /// The smallest and largest value learned, on the model's scale, or `None` before the first.
+    /// Returns the smallest and largest value learned, on the model's scale, or `None` before the
+    /// first.
     pub fn learned_range(&self) -> Option<(f64, f64)> {
         (self.high >= self.low).then_some((self.low, self.high))
     }
 
-    /// The scale the model learns on.
+    /// Returns the scale the model learns on.
     pub fn scale(&self) -> Scale {
         self.scale
     }

@@ -5,7 +5,7 @@
 //! the whole scale). The vector and its complement form the input of a fuzzy ART category set
 //! (Carpenter, Grossberg and Rosen, "Fuzzy ART: Fast stable learning and categorization of analog
 //! patterns by an adaptive resonance system", Neural Networks 4(6), 1991). An input that matches
-//! a category by at least [`VIGILANCE`] refines it; any other input becomes a new category, which
+//! a category by at least [`VIGILANCE`] refines it. Any other input becomes a new category, which
 //! replaces the least recently used one once [`CATEGORIES`] exist.
 //!
 //! The novelty of a window is one minus its best match. It is scored in standard deviations above
@@ -161,7 +161,7 @@ impl ShapeModel {
         means
     }
 
-    /// The value `back` steps before `y`; `y` itself for 0.
+    /// Returns the value `back` steps before `y`, or `y` itself for 0.
     fn value_back(&self, y: f64, back: usize) -> f64 {
         if back == 0 {
             return y;

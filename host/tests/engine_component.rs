@@ -460,7 +460,7 @@ fn component_updates_mitigation_actions_and_cancels_tasks() {
     assert_eq!(engine.list_mitigation_actions().unwrap(), vec![]);
 }
 
-/// A 20-day series with a daily rhythm, noise, spikes and a level shift near the end.
+/// Generates a 20-day series with a daily rhythm, noise, spikes and a level shift near the end.
 fn rhythmic_series() -> Vec<(i64, f64)> {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     (0..20 * 288)
