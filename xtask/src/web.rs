@@ -105,10 +105,10 @@ pub fn test_in_browser(workspace: &Workspace) -> anyhow::Result<()> {
     heading("run the native benchmark (vigil bench)");
     let mut native = Command::new(workspace.target.join("release/vigil"));
     native.arg("bench").current_dir(&workspace.root);
-    let native = bench_line(&mut native, "BENCH native_dps=")?;
+    let native = bench_lines(&mut native, &["BENCH native_dps=", "BENCH-DETECTOR "])?;
 
     heading("benchmark figures");
-    println!("{native}\n{browser}");
+    println!("{}\n{browser}", native.join("\n"));
     Ok(())
 }
 
@@ -177,6 +177,13 @@ fn node(workspace: &Workspace, url: &str) -> Command {
 
 /// Runs `command`, echoes its output, and returns the last line starting with `prefix`.
 fn bench_line(command: &mut Command, prefix: &str) -> anyhow::Result<String> {
+    let mut lines = bench_lines(command, &[prefix])?;
+    Ok(lines.remove(0))
+}
+
+/// Runs `command`, echoes its output, and returns the last line starting with each prefix, in
+/// the order of `prefixes`.
+fn bench_lines(command: &mut Command, prefixes: &[&str]) -> anyhow::Result<Vec<String>> {
     let command_line = crate::command_line_of(command);
     let output = command
         .stderr(Stdio::inherit())
@@ -187,12 +194,19 @@ fn bench_line(command: &mut Command, prefix: &str) -> anyhow::Result<String> {
     if !output.status.success() {
         bail!("failed to run `{command_line}`: {}", output.status);
     }
-    stdout
-        .lines()
-        .rev()
-        .find(|line| line.starts_with(prefix))
-        .map(str::to_string)
-        .with_context(|| format!("`{command_line}` printed no line starting with `{prefix}`"))
+    prefixes
+        .iter()
+        .map(|prefix| {
+            stdout
+                .lines()
+                .rev()
+                .find(|line| line.starts_with(prefix))
+                .map(str::to_string)
+                .with_context(|| {
+                    format!("`{command_line}` printed no line starting with `{prefix}`")
+                })
+        })
+        .collect()
 }
 
 /// `vigil serve` on a free loopback port, stopped when dropped.
