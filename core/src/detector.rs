@@ -241,7 +241,7 @@ impl StreamingDetector {
             self.previous_timestamp
         };
         self.previous_timestamp = timestamp;
-        (timestamp - previous).max(0) as f64
+        timestamp.saturating_sub(previous).max(0) as f64
     }
 
     /// Returns the evidence against the datapoint and its shape novelty, both zero while warming
@@ -334,7 +334,7 @@ impl StreamingDetector {
     /// Returns `1 / (1 + onsets per day / scale)` for `kind` over the last month, and counts
     /// one more onset of that kind.
     fn rate_damping(&mut self, kind: EvidenceKind, scale: f64, timestamp: Timestamp) -> f64 {
-        let age = timestamp - self.first_timestamp.unwrap_or(timestamp);
+        let age = timestamp.saturating_sub(self.first_timestamp.unwrap_or(timestamp));
         let days = (age as f64 / DAY_MS as f64).clamp(1.0, RATE_MEMORY_MS / DAY_MS as f64);
         let count = &mut self.onset_counts[kind.index()];
         let per_day = *count / days;
@@ -553,6 +553,25 @@ mod tests {
         assert_eq!(detector.observe(0, f64::NAN), Verdict::default());
         assert_eq!(detector.observe(PERIOD, f64::INFINITY), Verdict::default());
         assert_eq!(detector.model().samples(), 0);
+    }
+
+    #[test]
+    fn accepts_extreme_timestamps() {
+        let mut detector = StreamingDetector::new(Scale::Real);
+        let mut reports = 0;
+        for i in 0..2000 {
+            let timestamp = if i % 2 == 0 {
+                Timestamp::MIN + i
+            } else {
+                Timestamp::MAX - i
+            };
+            let value = if i == 1500 { 400.0 } else { calm(i) };
+            let verdict = detector.observe(timestamp, value);
+            assert!(verdict.anomaly_score.is_finite(), "score at {i}");
+            reports += usize::from(verdict.anomaly_score > 0.0);
+        }
+        assert_eq!(detector.model().samples(), 2000);
+        assert!(reports > 0, "no report on a series with a spike");
     }
 
     #[test]
