@@ -574,6 +574,27 @@ mod tests {
         assert!(reports > 0, "no report on a series with a spike");
     }
 
+    /// A daily rhythm with noise, a spike every 1009 datapoints and a level shift after 18 days.
+    fn rhythmic(i: i64) -> f64 {
+        let hour = (i % 288) as f64 / 12.0;
+        let rhythm = 50.0 + 30.0 * (hour / 24.0 * std::f64::consts::TAU).sin();
+        let spike = if i % 1_009 == 1_000 { 400.0 } else { 0.0 };
+        let shift = if i > 18 * 288 { 25.0 } else { 0.0 };
+        rhythm + 8.0 * noise(i) + spike + shift
+    }
+
+    #[test]
+    fn reports_ignore_offset_and_unit() {
+        let expected = reports(&run((0..20_000).map(rhythmic)));
+        let offset = reports(&run((0..20_000).map(|i| rhythmic(i) + 1e9)));
+        let huge = reports(&run((0..20_000).map(|i| rhythmic(i) * 1e40)));
+        let tiny = reports(&run((0..20_000).map(|i| rhythmic(i) * 1e-15)));
+        assert!(expected.len() > 20, "{} reports", expected.len());
+        assert_eq!(offset, expected);
+        assert_eq!(huge, expected);
+        assert_eq!(tiny, expected);
+    }
+
     #[test]
     fn same_input_gives_same_verdicts() {
         let series = || (0..3000).map(|i| if i % 700 == 0 { 300.0 } else { calm(i) });

@@ -43,8 +43,10 @@ pub struct ShapeModel {
     categories: Vec<Input>,
     /// The window count at which each category last matched or was founded.
     last_used: Vec<u32>,
-    /// The most recent values, oldest overwritten first.
-    recent: [f32; WINDOW],
+    /// The most recent values, oldest overwritten first. They stay `f64` because `f32` keeps
+    /// only about 7 digits: noise of 1 on a level of 1e9 would round away, and values beyond
+    /// 3.4e38 would become infinite.
+    recent: [f64; WINDOW],
     /// Values seen so far.
     seen: u32,
     novelty: Moments,
@@ -93,7 +95,7 @@ impl ShapeModel {
                 _ => self.found(input),
             }
         }
-        self.recent[self.seen as usize % WINDOW] = y as f32;
+        self.recent[self.seen as usize % WINDOW] = y;
         self.seen = self.seen.saturating_add(1);
     }
 
@@ -136,7 +138,9 @@ impl ShapeModel {
         let means = self.block_means(y);
         let min = means.iter().copied().fold(f64::INFINITY, f64::min);
         let max = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let span = (max - min).max(SPAN_FLOOR * (high - low)).max(1e-12);
+        let span = (max - min)
+            .max(SPAN_FLOOR * (high - low))
+            .max(f64::MIN_POSITIVE);
         let bottom = 0.5 * (min + max) - 0.5 * span;
         let mut input = [0.0; 2 * FEATURES];
         for (index, mean) in means.iter().enumerate() {
@@ -167,7 +171,7 @@ impl ShapeModel {
             return y;
         }
         let index = (self.seen as usize + WINDOW - back) % WINDOW;
-        f64::from(self.recent[index])
+        self.recent[index]
     }
 }
 
