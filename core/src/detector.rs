@@ -22,7 +22,8 @@
 //!    datapoints is dropped.
 //!
 //! Every datapoint gets a [`Verdict`]; its anomaly score is 0 unless the datapoint carries a
-//! report. The state is a fixed size, about 2.5 KB, whatever the length of the series.
+//! report. The state has a fixed size, about 3.4 KB serialized, whatever the length of the
+//! series.
 
 use std::collections::VecDeque;
 
