@@ -22,7 +22,8 @@
 //!    datapoints is dropped.
 //!
 //! Every datapoint gets a [`Verdict`]; its anomaly score is 0 unless the datapoint carries a
-//! report. The state is a fixed size, about 2.5 KB, whatever the length of the series.
+//! report. The state has a fixed size, about 3.4 KB serialized, whatever the length of the
+//! series.
 
 use std::collections::VecDeque;
 
@@ -241,7 +242,7 @@ impl StreamingDetector {
             self.previous_timestamp
         };
         self.previous_timestamp = timestamp;
-        (timestamp - previous).max(0) as f64
+        timestamp.saturating_sub(previous).max(0) as f64
     }
 
     /// Returns the evidence against the datapoint and its shape novelty, both zero while warming
@@ -334,7 +335,7 @@ impl StreamingDetector {
     /// Returns `1 / (1 + onsets per day / scale)` for `kind` over the last month, and counts
     /// one more onset of that kind.
     fn rate_damping(&mut self, kind: EvidenceKind, scale: f64, timestamp: Timestamp) -> f64 {
-        let age = timestamp - self.first_timestamp.unwrap_or(timestamp);
+        let age = timestamp.saturating_sub(self.first_timestamp.unwrap_or(timestamp));
         let days = (age as f64 / DAY_MS as f64).clamp(1.0, RATE_MEMORY_MS / DAY_MS as f64);
         let count = &mut self.onset_counts[kind.index()];
         let per_day = *count / days;
@@ -553,6 +554,46 @@ mod tests {
         assert_eq!(detector.observe(0, f64::NAN), Verdict::default());
         assert_eq!(detector.observe(PERIOD, f64::INFINITY), Verdict::default());
         assert_eq!(detector.model().samples(), 0);
+    }
+
+    #[test]
+    fn accepts_extreme_timestamps() {
+        let mut detector = StreamingDetector::new(Scale::Real);
+        let mut reports = 0;
+        for i in 0..2000 {
+            let timestamp = if i % 2 == 0 {
+                Timestamp::MIN + i
+            } else {
+                Timestamp::MAX - i
+            };
+            let value = if i == 1500 { 400.0 } else { calm(i) };
+            let verdict = detector.observe(timestamp, value);
+            assert!(verdict.anomaly_score.is_finite(), "score at {i}");
+            reports += usize::from(verdict.anomaly_score > 0.0);
+        }
+        assert_eq!(detector.model().samples(), 2000);
+        assert!(reports > 0, "no report on a series with a spike");
+    }
+
+    /// A daily rhythm with noise, a spike every 1009 datapoints and a level shift after 18 days.
+    fn rhythmic(i: i64) -> f64 {
+        let hour = (i % 288) as f64 / 12.0;
+        let rhythm = 50.0 + 30.0 * (hour / 24.0 * std::f64::consts::TAU).sin();
+        let spike = if i % 1_009 == 1_000 { 400.0 } else { 0.0 };
+        let shift = if i > 18 * 288 { 25.0 } else { 0.0 };
+        rhythm + 8.0 * noise(i) + spike + shift
+    }
+
+    #[test]
+    fn reports_ignore_offset_and_unit() {
+        let expected = reports(&run((0..20_000).map(rhythmic)));
+        let offset = reports(&run((0..20_000).map(|i| rhythmic(i) + 1e9)));
+        let huge = reports(&run((0..20_000).map(|i| rhythmic(i) * 1e40)));
+        let tiny = reports(&run((0..20_000).map(|i| rhythmic(i) * 1e-15)));
+        assert!(expected.len() > 20, "{} reports", expected.len());
+        assert_eq!(offset, expected);
+        assert_eq!(huge, expected);
+        assert_eq!(tiny, expected);
     }
 
     #[test]

@@ -42,11 +42,14 @@ type Input = [f32; 2 * FEATURES];
 pub struct ShapeModel {
     categories: Vec<Input>,
     /// The window count at which each category last matched or was founded.
-    last_used: Vec<u32>,
-    /// The most recent values, oldest overwritten first.
-    recent: [f32; WINDOW],
-    /// Values seen so far.
-    seen: u32,
+    last_used: Vec<u64>,
+    /// The most recent values, oldest overwritten first. They stay `f64` because `f32` keeps
+    /// only about 7 digits: noise of 1 on a level of 1e9 would round away, and values beyond
+    /// 3.4e38 would become infinite.
+    recent: [f64; WINDOW],
+    /// Values seen so far. A `u32` would saturate after about 4.3 billion values and freeze
+    /// the window.
+    seen: u64,
     novelty: Moments,
 }
 
@@ -64,7 +67,7 @@ impl Default for ShapeModel {
 
 impl ShapeModel {
     /// Values seen so far.
-    pub fn seen(&self) -> u32 {
+    pub fn seen(&self) -> u64 {
         self.seen
     }
 
@@ -83,7 +86,7 @@ impl ShapeModel {
 
     /// Learns the window that ends with `y`, then stores `y`.
     pub fn learn(&mut self, y: f64, low: f64, high: f64) {
-        if self.seen as usize >= WINDOW && high > low {
+        if self.seen >= WINDOW as u64 && high > low {
             let input = self.input(y, low, high);
             let (best, matched) = self.best_match(&input);
             self.novelty
@@ -93,7 +96,7 @@ impl ShapeModel {
                 _ => self.found(input),
             }
         }
-        self.recent[self.seen as usize % WINDOW] = y as f32;
+        self.recent[self.slot(0)] = y;
         self.seen = self.seen.saturating_add(1);
     }
 
@@ -136,7 +139,9 @@ impl ShapeModel {
         let means = self.block_means(y);
         let min = means.iter().copied().fold(f64::INFINITY, f64::min);
         let max = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let span = (max - min).max(SPAN_FLOOR * (high - low)).max(1e-12);
+        let span = (max - min)
+            .max(SPAN_FLOOR * (high - low))
+            .max(f64::MIN_POSITIVE);
         let bottom = 0.5 * (min + max) - 0.5 * span;
         let mut input = [0.0; 2 * FEATURES];
         for (index, mean) in means.iter().enumerate() {
@@ -166,8 +171,14 @@ impl ShapeModel {
         if back == 0 {
             return y;
         }
-        let index = (self.seen as usize + WINDOW - back) % WINDOW;
-        f64::from(self.recent[index])
+        self.recent[self.slot(back)]
+    }
+
+    /// Returns the index in `recent` of the value `back` steps before the next one. The sum is
+    /// taken in `u64`, so wasm32, whose `usize` has 32 bits, picks the same slot as 64-bit hosts.
+    fn slot(&self, back: usize) -> usize {
+        let window = WINDOW as u64;
+        ((self.seen % window + window - back as u64) % window) as usize
     }
 }
 
@@ -218,6 +229,20 @@ mod tests {
     fn scores_nothing_without_a_learned_range() {
         let model = trained_on_sawtooth(2000);
         assert_eq!(model.score(3.0, 5.0, 5.0), 0.0);
+    }
+
+    #[test]
+    fn window_keeps_moving_past_u32_max() {
+        let mut model = ShapeModel {
+            seen: (u32::MAX - 40).into(),
+            ..ShapeModel::default()
+        };
+        for i in 0..200 {
+            model.learn(f64::from(i), 0.0, 200.0);
+        }
+        let means = model.block_means(200.0);
+        assert_eq!(means[FEATURES - 1], 198.5);
+        assert_eq!(means[0], 170.5);
     }
 
     #[test]

@@ -163,20 +163,48 @@ fn load_file(
         file.timestamps.push(timestamp);
         file.values.push(value);
     }
-    for [start, end] in labels.get(&file.key).into_iter().flatten() {
-        let (Some(start), Some(end)) = (parse_datetime(start), parse_datetime(end)) else {
-            bail!(
-                "invalid window [{start}, {end}] for `{}` in the labels file",
-                file.key
-            );
+    let windows = labels.get(&file.key).map_or(&[][..], Vec::as_slice);
+    file.windows = window_rows(&file.key, &file.timestamps, windows)?;
+    Ok(file)
+}
+
+/// Maps a file's label windows to inclusive row ranges, in time order. Windows that hold no row
+/// are left out. The scorer walks windows in order and lets each row belong to one window, so
+/// a window that ends before it starts, or overlaps another, is an error.
+fn window_rows(
+    key: &str,
+    timestamps: &[Timestamp],
+    windows: &[[String; 2]],
+) -> anyhow::Result<Vec<(usize, usize)>> {
+    let mut rows = Vec::new();
+    for [start_text, end_text] in windows {
+        let (Some(start), Some(end)) = (parse_datetime(start_text), parse_datetime(end_text))
+        else {
+            bail!("invalid window [{start_text}, {end_text}] for `{key}` in the labels file");
         };
-        let first = file.timestamps.partition_point(|t| *t < start);
-        let last = file.timestamps.partition_point(|t| *t <= end);
+        if start > end {
+            bail!(
+                "invalid window [{start_text}, {end_text}] for `{key}` in the labels file: \
+                 it ends before it starts"
+            );
+        }
+        let first = timestamps.partition_point(|t| *t < start);
+        let last = timestamps.partition_point(|t| *t <= end);
         if last > first {
-            file.windows.push((first, last - 1));
+            rows.push((first, last - 1));
         }
     }
-    Ok(file)
+    rows.sort_unstable();
+    if let Some(pair) = rows.windows(2).find(|pair| pair[1].0 <= pair[0].1) {
+        bail!(
+            "windows for `{key}` in the labels file overlap: rows {}..={} and {}..={}",
+            pair[0].0,
+            pair[0].1,
+            pair[1].0,
+            pair[1].1
+        );
+    }
+    Ok(rows)
 }
 
 /// Anomaly scores of one series, computed causally: each row is scored before it is learned.
@@ -524,4 +552,57 @@ fn markdown_table(table: &[TableRow]) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Timestamps of rows 0..10, one per minute from 2014-01-01 00:00.
+    fn minutes() -> Vec<Timestamp> {
+        (0..10)
+            .map(|minute| parse_datetime(&format!("2014-01-01 00:{minute:02}:00")).unwrap())
+            .collect()
+    }
+
+    fn window(start: u32, end: u32) -> [String; 2] {
+        [start, end].map(|minute| format!("2014-01-01 00:{minute:02}:00"))
+    }
+
+    #[test]
+    fn windows_are_sorted_by_time() {
+        let windows = [window(6, 7), window(1, 2)];
+        let rows = window_rows("a/b.csv", &minutes(), &windows).unwrap();
+        assert_eq!(rows, vec![(1, 2), (6, 7)]);
+    }
+
+    #[test]
+    fn window_outside_the_data_is_left_out() {
+        let windows = [window(30, 40), window(8, 20)];
+        let rows = window_rows("a/b.csv", &minutes(), &windows).unwrap();
+        assert_eq!(rows, vec![(8, 9)]);
+    }
+
+    #[test]
+    fn reversed_window_is_rejected() {
+        let error = window_rows("a/b.csv", &minutes(), &[window(7, 6)]).unwrap_err();
+        assert!(
+            error.to_string().contains("ends before it starts"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn overlapping_windows_are_rejected() {
+        let windows = [window(1, 5), window(4, 8)];
+        let error = window_rows("a/b.csv", &minutes(), &windows).unwrap_err();
+        assert!(error.to_string().contains("overlap"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_windows_are_rejected() {
+        let windows = [window(1, 5), window(1, 5)];
+        let error = window_rows("a/b.csv", &minutes(), &windows).unwrap_err();
+        assert!(error.to_string().contains("overlap"), "{error}");
+    }
 }
