@@ -52,7 +52,8 @@ enum Command {
     /// Measure mitigation plugin calls per second through the sandbox and the sandbox's cost per
     /// call.
     BenchPlugins(vigil_host::bench_plugins::BenchPluginsArgs),
-    /// Run the ML detector over a Numenta Anomaly Benchmark corpus and score it with NAB's rules.
+    /// Run the streaming series detector over a Numenta Anomaly Benchmark corpus and score it
+    /// with NAB's rules.
     Nab(vigil_host::nab::NabArgs),
     /// Score stored detector results in NAB's layout with NAB's rules.
     NabScore(vigil_host::nab::NabScoreArgs),

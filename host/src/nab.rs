@@ -28,7 +28,9 @@ pub struct NabArgs {
     /// `labels/combined_windows.json`.
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
-    /// Folder for the per-row results, written as `<detector>/<category>/<detector>_<file>.csv`.
+    /// Folder for the per-row results, written as `<detector>/<category>/<detector>_<file>.csv`
+    /// for four detectors: `vigil` (the anomaly scores) and `vigil_low`, `vigil_medium` and
+    /// `vigil_high` (0 or 1 by the confidence level's fixed cut-off).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Also write the results table as Markdown to this file.
@@ -45,7 +47,8 @@ pub struct NabScoreArgs {
     /// Results folder holding `<detector>/<category>/<detector>_<file>.csv`.
     #[arg(long, value_name = "DIR")]
     pub results: PathBuf,
-    /// Detector names to score.
+    /// Name of a detector folder under --results to score with the best threshold per profile,
+    /// as NAB's optimiser picks it; repeat the option for several.
     #[arg(long = "detector", value_name = "NAME", required = true)]
     pub detectors: Vec<String>,
 }
@@ -159,6 +162,16 @@ fn load_file(
                 number + 1
             );
         };
+        if file.timestamps.last().is_some_and(|&last| timestamp < last) {
+            // NAB's own machine_temperature_system_failure.csv steps back an hour once, so this
+            // is not an error: rows are scored in file order, as NAB does.
+            tracing::warn!(
+                "{}:{}: timestamp `{raw}` is earlier than the row before it; windows are matched \
+                 to rows by time, so sort the file unless the step back is intended",
+                path.display(),
+                number + 1
+            );
+        }
         file.raw_timestamps.push(raw.to_string());
         file.timestamps.push(timestamp);
         file.values.push(value);
@@ -180,7 +193,10 @@ fn window_rows(
     for [start_text, end_text] in windows {
         let (Some(start), Some(end)) = (parse_datetime(start_text), parse_datetime(end_text))
         else {
-            bail!("invalid window [{start_text}, {end_text}] for `{key}` in the labels file");
+            bail!(
+                "invalid window [{start_text}, {end_text}] for `{key}` in the labels file: \
+                 expected two timestamps such as `2014-02-19 10:50:00.000000`"
+            );
         };
         if start > end {
             bail!(
@@ -276,7 +292,12 @@ pub fn run(args: &NabArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     ] {
         table.push(level_row(level, &corpus, &verdicts, &args.out)?);
     }
-    print_table(&table, corpus.len(), started.elapsed().as_secs_f64(), out)?;
+    let timing = format!(
+        "{} files, detection, results and scoring in {:.1} s",
+        corpus.len(),
+        started.elapsed().as_secs_f64()
+    );
+    print_table(&table, &[DETECTOR], &timing, out)?;
     if let Some(path) = &args.markdown {
         fs::write(path, markdown_table(&table))
             .with_context(|| format!("failed to write `{}`", path.display()))?;
@@ -329,7 +350,13 @@ pub fn run_score(args: &NabScoreArgs, out: &mut dyn Write) -> anyhow::Result<()>
         let scores = read_results(&args.results, detector, &corpus)?;
         table.push(score_detector(detector, &corpus, &scores, None));
     }
-    print_table(&table, corpus.len(), started.elapsed().as_secs_f64(), out)
+    let timing = format!(
+        "{} files, scoring in {:.1} s",
+        corpus.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let names: Vec<&str> = args.detectors.iter().map(String::as_str).collect();
+    print_table(&table, &names, &timing, out)
 }
 
 /// Reads the `anomaly_score` column of every file's results.
@@ -488,27 +515,28 @@ fn category_score(
     }
 }
 
+/// Prints the table; `summarised` names the detectors that also get a machine-readable
+/// `NAB <name> ...` line, each with the table row of the same index.
 fn print_table(
     table: &[TableRow],
-    files: usize,
-    seconds: f64,
+    summarised: &[&str],
+    timing: &str,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "NAB: {files} files, detection, results and scoring in {seconds:.1} s"
-    )?;
+    writeln!(out, "NAB: {timing}")?;
     writeln!(
         out,
         "{:<40} {:>9} {:>9} {:>9} {:>9} {:>11}",
         "detector", "standard", "low FP", "low FN", "AWS std", "KnownCause"
     )?;
     for row in table {
-        let [standard, low_fp, low_fn] = row.profiles;
+        let [standard, low_fp, low_fn] = row.profiles.map(score_text);
         writeln!(
             out,
-            "{:<40} {standard:>9.1} {low_fp:>9.1} {low_fn:>9.1} {:>9.1} {:>11.1}",
-            row.detector, row.aws, row.known_cause
+            "{:<40} {standard:>9} {low_fp:>9} {low_fn:>9} {:>9} {:>11}",
+            row.detector,
+            score_text(row.aws),
+            score_text(row.known_cause)
         )?;
     }
     for (name, [standard, low_fp, low_fn, aws, known_cause]) in PUBLISHED {
@@ -517,33 +545,53 @@ fn print_table(
             "{name:<40} {standard:>9.1} {low_fp:>9.1} {low_fn:>9.1} {aws:>9.1} {known_cause:>11.1}"
         )?;
     }
-    let best = &table[0];
-    writeln!(
-        out,
-        "NAB vigil standard={:.1} low_fp={:.1} low_fn={:.1} aws_standard={:.1} known_cause_standard={:.1}",
-        best.profiles[0], best.profiles[1], best.profiles[2], best.aws, best.known_cause
-    )?;
+    for (name, row) in summarised.iter().zip(table) {
+        writeln!(
+            out,
+            "NAB {name} standard={} low_fp={} low_fn={} aws_standard={} known_cause_standard={}",
+            score_text(row.profiles[0]),
+            score_text(row.profiles[1]),
+            score_text(row.profiles[2]),
+            score_text(row.aws),
+            score_text(row.known_cause)
+        )?;
+    }
     Ok(())
+}
+
+/// Formats a normalised score with one decimal, or `n/a` when the files scored hold no labelled
+/// window, because null and perfect detectors then score the same.
+fn score_text(score: f64) -> String {
+    if score.is_nan() {
+        "n/a".to_string()
+    } else {
+        format!("{score:.1}")
+    }
 }
 
 fn markdown_table(table: &[TableRow]) -> String {
     let mut text = String::from(
-        "# NAB results\n\nGenerated by `vigil nab --data NAB_DIR --out target/nab --markdown docs/nab-results.md`, \
-         where NAB_DIR holds the corpus (`data/` and `labels/`). Scores are normalised so the null \
-         detector scores 0 and a perfect one 100. The oracle rows use the best corpus-wide threshold \
-         per profile, as NAB's scoreboard does. The detector's constants were chosen on the tuning half \
-         (the files at even positions in sorted order); the held-out half only checks them, and each half \
-         is scored with its own best threshold. The LOW, MEDIUM and HIGH rows need no labels: a report \
-         counts as a detection when its evidence exceeds the fixed z cut-off of the confidence level. \
+        "# NAB results\n\nGenerated by `vigil nab --data DIR --out DIR --markdown FILE`, where the \
+         --data folder holds a corpus in NAB's layout (`data/` and `labels/`). Scores are normalised so \
+         the null detector scores 0 and a perfect one 100, or n/a without labelled windows. The oracle \
+         rows use the best corpus-wide threshold per profile, as NAB's scoreboard does. The tuning and \
+         held-out halves are the files at even and at odd positions in sorted order, each scored with \
+         its own best threshold. On NAB v1.1, the detector's constants were chosen on the tuning half, \
+         and the held-out half only checks them. The LOW, MEDIUM and HIGH rows need no labels: a \
+         report counts as a detection when its evidence exceeds the fixed z cut-off of the confidence \
+         level. The published corpus scores are from NAB's `results/final_results.json`; their \
+         realAWSCloudwatch and realKnownCause subtotals are computed from NAB's per-file score files. \
          How the detector works is in [ml-detect.md](ml-detect.md).\n\n",
     );
     text.push_str("| detector | standard | reward low FP | reward low FN | realAWSCloudwatch (standard) | realKnownCause (standard) |\n|---|---|---|---|---|---|\n",
     );
     for row in table {
-        let [a, b, c] = row.profiles;
+        let [a, b, c] = row.profiles.map(score_text);
         text.push_str(&format!(
-            "| {} | {a:.1} | {b:.1} | {c:.1} | {:.1} | {:.1} |\n",
-            row.detector, row.aws, row.known_cause
+            "| {} | {a} | {b} | {c} | {} | {} |\n",
+            row.detector,
+            score_text(row.aws),
+            score_text(row.known_cause)
         ));
     }
     for (name, [a, b, c, d, e]) in PUBLISHED {

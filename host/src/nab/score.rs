@@ -213,12 +213,13 @@ pub fn best_threshold(rows: &[ScoringRow], window_count: usize, profile: &Profil
     best
 }
 
-/// Normalises a raw score so the null detector scores 0 and the perfect one 100.
+/// Normalises a raw score so the null detector scores 0 and the perfect one 100. Without
+/// windows both score the same and the result is NaN.
 pub fn normalize(raw: f64, window_count: usize, profile: &Profile) -> f64 {
     let perfect = profile.tp * window_count as f64;
     let null = -profile.fn_ * window_count as f64;
     if perfect == null {
-        return 0.0;
+        return f64::NAN;
     }
     100.0 * (raw - null) / (perfect - null)
 }
