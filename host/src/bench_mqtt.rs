@@ -341,8 +341,10 @@ async fn connect_and_subscribe(broker: SocketAddr, thing: &str) -> anyhow::Resul
     }
 }
 
-/// Sends a report every `every` from `first` until `until`, each after the previous reply;
-/// a report whose time came while waiting for a reply goes out at once.
+/// Sends a report every `every` from `first` until `until`, each after the previous reply. A
+/// report whose time came while waiting for a reply goes out as soon as it can, but never less
+/// than `every / PERIOD_MARGIN` after that reply, so its event time stays 300 s after the
+/// previous report's even when the server received that one late.
 async fn report_until(
     mut stream: TcpStream,
     thing: String,
@@ -372,8 +374,10 @@ async fn report_until(
             }
         }
         report_id += 1;
-        // A fixed schedule: a late reply shortens the wait before the next report.
-        next += every;
+        // A fixed schedule: a late reply shortens the wait before the next report, down to the
+        // shortest gap the server accepts plus 1 % for the millisecond rounding of event time.
+        let earliest = tokio::time::Instant::now() + every.div_f64(PERIOD_MARGIN) + every / 100;
+        next = (next + every).max(earliest);
     }
     outcome
 }
