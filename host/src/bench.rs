@@ -25,13 +25,15 @@ const TARGET: &str = "arn:aws:iot:us-east-1:123456789012:all/things";
 /// Arguments of `vigil bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Things, each with one ML-scored metric.
+    /// Things, each with one ML-scored metric (1 to 100,000).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub things: u32,
-    /// Datapoints timed after the models are active.
+    /// Datapoints timed after the models are active (1,000 to 20,000,000); also the length of
+    /// the series the series detector scores.
     #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u32).range(1_000..=20_000_000))]
     pub datapoints: u32,
-    /// Datapoints per engine call.
+    /// Datapoints per engine call (1 to 1,000,000). The series detector's component calls always
+    /// take 10,000.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch: u32,
 }

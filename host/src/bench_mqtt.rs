@@ -342,9 +342,9 @@ async fn connect_and_subscribe(broker: SocketAddr, thing: &str) -> anyhow::Resul
 }
 
 /// Sends a report every `every` from `first` until `until`, each after the previous reply. A
-/// report whose time came while waiting for a reply goes out as soon as it can, but never less
-/// than `every / PERIOD_MARGIN` after that reply, so its event time stays 300 s after the
-/// previous report's even when the server received that one late.
+/// report whose time came while waiting for a reply goes out as soon as it can. It still waits
+/// `every / PERIOD_MARGIN` after that reply, so its event time stays 300 s after the previous
+/// report's even when the server received that one late.
 async fn report_until(
     mut stream: TcpStream,
     thing: String,

@@ -123,7 +123,34 @@ pub fn load_corpus(root: &Path) -> anyhow::Result<Vec<CorpusFile>> {
             data.display()
         );
     }
+    warn_about_unmatched_labels(&labels, &files, &labels_path);
     Ok(files)
+}
+
+/// Logs label keys that name no loaded file and files that have no labels entry, because
+/// either usually means a misspelt key and silently changes the scores.
+fn warn_about_unmatched_labels(
+    labels: &BTreeMap<String, Vec<[String; 2]>>,
+    files: &[CorpusFile],
+    labels_path: &Path,
+) {
+    for key in labels.keys() {
+        if !files.iter().any(|file| &file.key == key) {
+            tracing::warn!(
+                "`{}` has windows for `{key}`, which matches no file under data/",
+                labels_path.display()
+            );
+        }
+    }
+    for file in files {
+        if !labels.contains_key(&file.key) {
+            tracing::warn!(
+                "`{}` has no entry for `{}`; the file is scored as having no anomalies",
+                labels_path.display(),
+                file.key
+            );
+        }
+    }
 }
 
 fn sorted_entries(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -208,6 +235,11 @@ fn window_rows(
         let last = timestamps.partition_point(|t| *t <= end);
         if last > first {
             rows.push((first, last - 1));
+        } else {
+            tracing::warn!(
+                "window [{start_text}, {end_text}] for `{key}` contains no row of the file; \
+                 it is ignored"
+            );
         }
     }
     rows.sort_unstable();
