@@ -12,9 +12,9 @@
 //!    squashed evidence rises above a peak of earlier ones that fades over a week. The onset's
 //!    strength blends its level with its rise over that peak. Shape novelty is a separate track
 //!    whose peak never fades, so it fires only on shapes more novel than any before.
-//! 3. **Damping.** An onset is weakened by how common onsets of its kind are in this series: by
-//!    the squared share of earlier onsets of the same kind that were weaker (seasonal and
-//!    level-shift evidence), and by how many of them fired per day over the last month.
+//! 3. **Damping.** An onset is weakened by how common onsets of its kind are in this series. A
+//!    seasonal or level-shift onset is scaled by the squared share of earlier onsets of its kind
+//!    that were weaker, and every onset by how many of its kind fired per day over the last month.
 //! 4. **Confirmation.** A range excursion is reported at once. Any other onset is reported
 //!    [`CONFIRMATION_DATAPOINTS`] datapoints later, scaled by how anomalous those datapoints stayed, so
 //!    a lone spike ranks below a change that lasts.
@@ -206,7 +206,8 @@ impl StreamingDetector {
         let (evidence, shape_z) = self.score_and_learn(timestamp, value);
         self.fade(elapsed);
 
-        let score = squash(evidence.max());
+        let surprise = evidence.max();
+        let score = squash(surprise);
         let onset = self.onset(&evidence, score, timestamp);
         let shape_onset = self.shape_onset(shape_z, evidence.range > 0.0, timestamp);
         let onset = strongest(onset, shape_onset);
@@ -219,10 +220,10 @@ impl StreamingDetector {
                 evidence: Some(report.evidence),
                 z: report.z,
                 delay: report.delay,
-                surprise: evidence.max(),
+                surprise,
             },
             None => Verdict {
-                surprise: evidence.max(),
+                surprise,
                 ..Verdict::default()
             },
         }
@@ -575,7 +576,8 @@ mod tests {
         assert!(reports > 0, "no report on a series with a spike");
     }
 
-    /// A daily rhythm with noise, a spike every 1009 datapoints and a level shift after 18 days.
+    /// Returns datapoint `i` of a noisy daily rhythm with a spike every 1009 datapoints and a level
+    /// shift after 18 days.
     fn rhythmic(i: i64) -> f64 {
         let hour = (i % 288) as f64 / 12.0;
         let rhythm = 50.0 + 30.0 * (hour / 24.0 * std::f64::consts::TAU).sin();
