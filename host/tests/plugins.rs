@@ -8,13 +8,14 @@ use std::fmt;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 
 use serde_json::{Value, json};
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
-use tracing::{Event, Level, Subscriber};
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 use vigil_host::bindings::engine::exports::vigil::detect::detector::ExecutionOutcome;
@@ -319,7 +320,57 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// Runs `action` with this recorder as the thread's subscriber.
+    ///
+    /// Tracing caches each callsite's interest for the whole process, computed by the first thread
+    /// that reaches it. A parallel test thread without a subscriber would cache "never" and hide the
+    /// events this thread records, so every thread without a subscriber of its own falls back to
+    /// a global one that keeps every callsite's interest open.
+    fn record<T>(&self, action: impl FnOnce() -> T) -> T {
+        static OPEN_INTEREST: OnceLock<()> = OnceLock::new();
+        OPEN_INTEREST.get_or_init(|| {
+            tracing::subscriber::set_global_default(OpenInterest)
+                .expect("no other global subscriber in the plugin tests");
+        });
+        let subscriber = tracing_subscriber::registry().with(self.clone());
+        tracing::subscriber::with_default(subscriber, action)
+    }
+}
+
+/// A subscriber that records nothing and rates every callsite "sometimes", so each event is
+/// checked against the subscriber of the thread that emits it.
+struct OpenInterest;
+
+impl Subscriber for OpenInterest {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, _: &Event<'_>) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
 impl<S: Subscriber> Layer<S> for Recorder {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+
     fn on_new_span(&self, attributes: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
         self.spans
             .lock()
@@ -614,11 +665,8 @@ fn plugin_logs_become_tracing_events() {
     let mut host = host_with_plugins();
     let mut registry = MemoryRegistry::with_groups(&[QUARANTINE]);
     let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
 
-    tracing::subscriber::with_default(subscriber, || {
-        host.apply(&mut registry, &add_to_groups("sensor-1", &[QUARANTINE]));
-    });
+    recorder.record(|| host.apply(&mut registry, &add_to_groups("sensor-1", &[QUARANTINE])));
 
     assert_eq!(
         recorder.events_with_target("vigil::plugin"),
@@ -1229,11 +1277,8 @@ fn device_certificate_plugin_logs_every_certificate() {
     registry.attach_certificate("sensor-1", "cert-a", CertificateStatus::Active, None);
     registry.attach_certificate("sensor-1", "cert-c", CertificateStatus::Revoked, None);
     let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
 
-    tracing::subscriber::with_default(subscriber, || {
-        host.apply(&mut registry, &deactivate_device_certificate("sensor-1"));
-    });
+    recorder.record(|| host.apply(&mut registry, &deactivate_device_certificate("sensor-1")));
 
     let messages: Vec<String> = recorder
         .events_with_target("vigil::plugin")
