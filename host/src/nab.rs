@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use vigil_core::detector::{StreamingDetector, Verdict};
-use vigil_core::ml::{Scale, z_cutoff};
+use vigil_core::detector::{StreamingDetector, Verdict, report_cutoff};
+use vigil_core::ml::Scale;
 use vigil_core::model::{ConfidenceLevel, Timestamp};
 
+use crate::bench_fleet::level_name;
 use crate::output::parse_datetime;
 use score::{PROFILES, Profile, ScoringRow};
 
@@ -30,7 +31,7 @@ pub struct NabArgs {
     pub data: PathBuf,
     /// Folder for the per-row results, written as `<detector>/<category>/<detector>_<file>.csv`
     /// for four detectors: `vigil` (the anomaly scores) and `vigil_low`, `vigil_medium` and
-    /// `vigil_high` (0 or 1 by the confidence level's fixed cut-off).
+    /// `vigil_high` (0 or 1 by the confidence level's fixed cut-off on the anomaly score).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Also write the results table as Markdown to this file.
@@ -316,20 +317,21 @@ pub fn run(args: &NabArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         &scores,
         None,
     )];
-    table.extend(half_rows(&corpus, &scores));
-    for level in [
-        ConfidenceLevel::Low,
-        ConfidenceLevel::Medium,
-        ConfidenceLevel::High,
-    ] {
-        table.push(level_row(level, &corpus, &verdicts, &args.out)?);
+    table.extend(half_rows("oracle", &corpus, &scores, None));
+    let mut summarised = vec![(DETECTOR.to_string(), 0)];
+    for level in LEVELS {
+        let (name, row, binary) = level_row(level, &corpus, &verdicts, &args.out)?;
+        summarised.push((name, table.len()));
+        table.push(row);
+        let [_, held_out] = half_rows(&level_label(level), &corpus, &binary, Some(0.5));
+        table.push(held_out);
     }
     let timing = format!(
         "{} files, detection, results and scoring in {:.1} s",
         corpus.len(),
         started.elapsed().as_secs_f64()
     );
-    print_table(&table, &[DETECTOR], &timing, out)?;
+    print_table(&table, &summarised, &timing, out)?;
     if let Some(path) = &args.markdown {
         fs::write(path, markdown_table(&table))
             .with_context(|| format!("failed to write `{}`", path.display()))?;
@@ -337,40 +339,62 @@ pub fn run(args: &NabArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Scores the two halves of the corpus separately, each with its own best threshold: the files
-/// at even positions in sorted order, on which the detector's constants were chosen, and the
-/// files at odd positions, which only check them.
-fn half_rows(corpus: &[CorpusFile], scores: &[Vec<f64>]) -> [TableRow; 2] {
-    let half = |parity: usize, label: &str| {
+/// The confidence levels, from the most sensitive.
+const LEVELS: [ConfidenceLevel; 3] = [
+    ConfidenceLevel::Low,
+    ConfidenceLevel::Medium,
+    ConfidenceLevel::High,
+];
+
+/// Scores the two halves of the corpus separately: the files at even positions in sorted order,
+/// on which the detector's constants were chosen, and the files at odd positions, which only check
+/// them. `rule` names how detections are decided; without a `threshold`, each half gets its own
+/// best one.
+fn half_rows(
+    rule: &str,
+    corpus: &[CorpusFile],
+    scores: &[Vec<f64>],
+    threshold: Option<f64>,
+) -> [TableRow; 2] {
+    let half = |parity: usize, name: &str| {
         let files: Vec<CorpusFile> = corpus.iter().skip(parity).step_by(2).cloned().collect();
         let half_scores: Vec<Vec<f64>> = scores.iter().skip(parity).step_by(2).cloned().collect();
-        let label = format!("vigil, {label} ({} files, oracle)", files.len());
-        score_detector(&label, &files, &half_scores, None)
+        let label = format!("{DETECTOR}, {name} ({} files, {rule})", files.len());
+        score_detector(&label, &files, &half_scores, threshold)
     };
     [half(0, "tuning half"), half(1, "held-out half")]
 }
 
-/// Scores the reports whose evidence exceeds the `z` cut-off of `level`, which needs no
-/// labels, and writes them as detector `vigil_<level>`.
+/// Labels the rows of `level` with the level and its cut-off.
+fn level_label(level: ConfidenceLevel) -> String {
+    format!("{} score > {}", level_name(level), report_cutoff(level))
+}
+
+/// Scores the reports whose anomaly score exceeds the fixed cut-off of `level`, which needs no
+/// labels, and writes them as detector `vigil_<level>`. Returns that name, the row and the 0 or 1
+/// per datapoint.
 fn level_row(
     level: ConfidenceLevel,
     corpus: &[CorpusFile],
     verdicts: &[Vec<Verdict>],
     out_dir: &Path,
-) -> anyhow::Result<TableRow> {
-    let cutoff = z_cutoff(level);
-    let name = format!("{DETECTOR}_{}", format!("{level:?}").to_lowercase());
+) -> anyhow::Result<(String, TableRow, Vec<Vec<f64>>)> {
+    let name = format!("{DETECTOR}_{}", level_name(level).to_lowercase());
     let binary: Vec<Vec<f64>> = verdicts
         .iter()
         .map(|rows| {
             rows.iter()
-                .map(|v| f64::from(u8::from(v.anomaly_score > 0.0 && v.z > cutoff)))
+                .map(|v| f64::from(u8::from(v.alarms_at(level))))
                 .collect()
         })
         .collect();
     write_results(out_dir, &name, corpus, &binary)?;
-    let label = format!("vigil {level:?} (fixed cut-off z > {cutoff})");
-    Ok(score_detector(&label, corpus, &binary, Some(0.5)))
+    let label = format!("{DETECTOR}, all files ({})", level_label(level));
+    Ok((
+        name,
+        score_detector(&label, corpus, &binary, Some(0.5)),
+        binary,
+    ))
 }
 
 /// Scores detectors' stored results with the best corpus-wide threshold, like NAB does.
@@ -387,8 +411,8 @@ pub fn run_score(args: &NabScoreArgs, out: &mut dyn Write) -> anyhow::Result<()>
         corpus.len(),
         started.elapsed().as_secs_f64()
     );
-    let names: Vec<&str> = args.detectors.iter().map(String::as_str).collect();
-    print_table(&table, &names, &timing, out)
+    let summarised: Vec<(String, usize)> = args.detectors.iter().cloned().zip(0..).collect();
+    print_table(&table, &summarised, &timing, out)
 }
 
 /// Reads the `anomaly_score` column of every file's results.
@@ -547,25 +571,31 @@ fn category_score(
     }
 }
 
-/// Prints the table; `summarised` names the detectors that also get a machine-readable
-/// `NAB <name> ...` line, each with the table row of the same index.
+/// Prints the table; `summarised` pairs the name of each detector that also gets a
+/// machine-readable `NAB <name> ...` line with the index of its table row.
 fn print_table(
     table: &[TableRow],
-    summarised: &[&str],
+    summarised: &[(String, usize)],
     timing: &str,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let width = table
+        .iter()
+        .map(|row| row.detector.len())
+        .chain(PUBLISHED.iter().map(|(name, _)| name.len()))
+        .max()
+        .unwrap_or_default();
     writeln!(out, "NAB: {timing}")?;
     writeln!(
         out,
-        "{:<40} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>11}",
         "detector", "standard", "low FP", "low FN", "AWS std", "KnownCause"
     )?;
     for row in table {
         let [standard, low_fp, low_fn] = row.profiles.map(score_text);
         writeln!(
             out,
-            "{:<40} {standard:>9} {low_fp:>9} {low_fn:>9} {:>9} {:>11}",
+            "{:<width$} {standard:>9} {low_fp:>9} {low_fn:>9} {:>9} {:>11}",
             row.detector,
             score_text(row.aws),
             score_text(row.known_cause)
@@ -574,10 +604,11 @@ fn print_table(
     for (name, [standard, low_fp, low_fn, aws, known_cause]) in PUBLISHED {
         writeln!(
             out,
-            "{name:<40} {standard:>9.1} {low_fp:>9.1} {low_fn:>9.1} {aws:>9.1} {known_cause:>11.1}"
+            "{name:<width$} {standard:>9.1} {low_fp:>9.1} {low_fn:>9.1} {aws:>9.1} {known_cause:>11.1}"
         )?;
     }
-    for (name, row) in summarised.iter().zip(table) {
+    for (name, index) in summarised {
+        let row = &table[*index];
         writeln!(
             out,
             "NAB {name} standard={} low_fp={} low_fn={} aws_standard={} known_cause_standard={}",
@@ -610,8 +641,9 @@ fn markdown_table(table: &[TableRow]) -> String {
          held-out halves are the files at even and at odd positions in sorted order, each scored with \
          its own best threshold. On NAB v1.1, the detector's constants were chosen on the tuning half, \
          and the held-out half only checks them. The LOW, MEDIUM and HIGH rows need no labels: a \
-         report counts as a detection when its evidence exceeds the fixed z cut-off of the confidence \
-         level. The published corpus scores are from NAB's `results/final_results.json`; their \
+         report counts as a detection when its anomaly score exceeds the fixed cut-off of the \
+         confidence level, chosen once on the tuning half; each is shown on all files and on the \
+         held-out half. The published corpus scores are from NAB's `results/final_results.json`; their \
          realAWSCloudwatch and realKnownCause subtotals are computed from NAB's per-file score files. \
          How the detector works is in [ml-detect.md](ml-detect.md).\n\n",
     );

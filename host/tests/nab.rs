@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use vigil_core::detector::Verdict;
 use vigil_core::ml::Scale;
+use vigil_core::model::ConfidenceLevel;
 use vigil_host::engine::{CoreSeriesDetector, locate_core_wasm};
 use vigil_host::nab::{self, CorpusFile, score};
 
@@ -112,6 +114,42 @@ fn vigil_stays_above_its_recorded_scores() {
         row.aws >= 76.2,
         "realAWSCloudwatch score fell to {:.2}",
         row.aws
+    );
+}
+
+/// The label-free confidence levels against their recorded scores, each on the profile it was
+/// chosen for.
+#[test]
+fn label_free_levels_stay_above_their_recorded_scores() {
+    let corpus = corpus();
+    let verdicts: Vec<Vec<Verdict>> = corpus.iter().map(nab::detect_verdicts).collect();
+    let score_level = |level: ConfidenceLevel| {
+        let alarms: Vec<Vec<f64>> = verdicts
+            .iter()
+            .map(|rows| {
+                rows.iter()
+                    .map(|v| f64::from(u8::from(v.alarms_at(level))))
+                    .collect()
+            })
+            .collect();
+        nab::score_detector("level", &corpus, &alarms, Some(0.5)).profiles
+    };
+
+    let [_, _, low_fn] = score_level(ConfidenceLevel::Low);
+    let [standard, _, _] = score_level(ConfidenceLevel::Medium);
+    let [_, low_fp, _] = score_level(ConfidenceLevel::High);
+
+    assert!(
+        low_fn >= 81.5,
+        "LOW's reward-low-FN score fell to {low_fn:.2}"
+    );
+    assert!(
+        standard >= 76.1,
+        "MEDIUM's standard score fell to {standard:.2}"
+    );
+    assert!(
+        low_fp >= 68.7,
+        "HIGH's reward-low-FP score fell to {low_fp:.2}"
     );
 }
 
