@@ -194,8 +194,9 @@ fn load_file(
             // NAB's own machine_temperature_system_failure.csv steps back an hour once, so this
             // is not an error: rows are scored in file order, as NAB does.
             tracing::warn!(
-                "{}:{}: timestamp `{raw}` is earlier than the row before it; windows are matched \
-                 to rows by time, so sort the file unless the step back is intended",
+                "{}:{}: timestamp `{raw}` is earlier than the row before it; rows are still \
+                 scored in file order and windows matched by time, so check that the step back \
+                 is in the data on purpose (NAB v1.1's own file has one such step)",
                 path.display(),
                 number + 1
             );
@@ -327,8 +328,8 @@ pub fn run(args: &NabArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         table.push(held_out);
     }
     let timing = format!(
-        "{} files, detection, results and scoring in {:.1} s",
-        corpus.len(),
+        "{}, detection, results and scoring in {:.1} s",
+        file_count(corpus.len()),
         started.elapsed().as_secs_f64()
     );
     print_table(&table, &summarised, &timing, out)?;
@@ -359,10 +360,19 @@ fn half_rows(
     let half = |parity: usize, name: &str| {
         let files: Vec<CorpusFile> = corpus.iter().skip(parity).step_by(2).cloned().collect();
         let half_scores: Vec<Vec<f64>> = scores.iter().skip(parity).step_by(2).cloned().collect();
-        let label = format!("{DETECTOR}, {name} ({} files, {rule})", files.len());
+        let label = format!("{DETECTOR}, {name} ({}, {rule})", file_count(files.len()));
         score_detector(&label, &files, &half_scores, threshold)
     };
     [half(0, "tuning half"), half(1, "held-out half")]
+}
+
+/// Counts files in words: `1 file`, `58 files`.
+fn file_count(count: usize) -> String {
+    if count == 1 {
+        "1 file".to_string()
+    } else {
+        format!("{count} files")
+    }
 }
 
 /// Labels the rows of `level` with the level and its cut-off.
@@ -407,12 +417,31 @@ pub fn run_score(args: &NabScoreArgs, out: &mut dyn Write) -> anyhow::Result<()>
         table.push(score_detector(detector, &corpus, &scores, None));
     }
     let timing = format!(
-        "{} files, scoring in {:.1} s",
-        corpus.len(),
+        "{}, scoring in {:.1} s",
+        file_count(corpus.len()),
         started.elapsed().as_secs_f64()
     );
     let summarised: Vec<(String, usize)> = args.detectors.iter().cloned().zip(0..).collect();
     print_table(&table, &summarised, &timing, out)
+}
+
+/// Lists the folders under `dir`, the detectors whose results it may hold.
+fn detector_folders(dir: &Path) -> String {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => return format!("cannot list `{}`: {error}", dir.display()),
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        format!("`{}` holds no folders", dir.display())
+    } else {
+        format!("found: `{}`", names.join("`, `"))
+    }
 }
 
 /// Reads the `anomaly_score` column of every file's results.
@@ -421,6 +450,15 @@ pub fn read_results(
     detector: &str,
     corpus: &[CorpusFile],
 ) -> anyhow::Result<Vec<Vec<f64>>> {
+    let folder = dir.join(detector);
+    if !folder.is_dir() {
+        bail!(
+            "no results for detector `{detector}`: `{}` is not a folder; pass the name of a folder \
+             under --results ({})",
+            folder.display(),
+            detector_folders(dir)
+        );
+    }
     corpus
         .iter()
         .map(|file| {
@@ -716,5 +754,22 @@ mod tests {
         let windows = [window(1, 5), window(1, 5)];
         let error = window_rows("a/b.csv", &minutes(), &windows).unwrap_err();
         assert!(error.to_string().contains("overlap"), "{error}");
+    }
+
+    #[test]
+    fn reading_an_unknown_detector_names_the_folders_found() {
+        let results =
+            std::env::temp_dir().join(format!("vigil-nab-results-{}", std::process::id()));
+        fs::create_dir_all(results.join("vigil_high")).unwrap();
+        fs::create_dir_all(results.join("vigil")).unwrap();
+
+        let error = read_results(&results, "vigl", &[]).unwrap_err().to_string();
+        fs::remove_dir_all(&results).unwrap();
+
+        assert!(
+            error.starts_with("no results for detector `vigl`"),
+            "{error}"
+        );
+        assert!(error.ends_with("(found: `vigil`, `vigil_high`)"), "{error}");
     }
 }
