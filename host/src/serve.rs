@@ -110,6 +110,13 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
     if let Some(settings) = args.mqtt.tls_settings() {
         crate::mqtt::tls::server_config(&settings)?;
     }
+    // The port is taken before the data folder is created, so a busy port leaves no trace.
+    let address = SocketAddr::new(args.bind, args.port);
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("failed to listen on `{address}`; pick another --port"))?;
+    listener
+        .set_nonblocking(true)
+        .context("failed to make the listening socket non-blocking")?;
     let credentials = load_credentials(args)?;
     let service = open_service(args, core_path)?;
     let plugins_line = plugins_line(service.plugins());
@@ -119,10 +126,8 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
         .build()
         .context("failed to start the async runtime")?;
     runtime.block_on(async {
-        let address = SocketAddr::new(args.bind, args.port);
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("failed to listen on `{address}`"))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .context("failed to hand the listening socket to the async runtime")?;
         let local = listener
             .local_addr()
             .context("failed to read the listening address")?;
@@ -148,7 +153,10 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
             .context("the HTTP server failed");
         ticker.abort();
         alerts.abort();
-        served
+        served?;
+        // Whoever read the banner may have closed stdout since, which is no reason to fail.
+        let _ = writeln!(out, "vigil serve: stopped").and_then(|()| out.flush());
+        Ok(())
     })
 }
 

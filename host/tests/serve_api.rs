@@ -3,11 +3,12 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, test_folder};
+use common::{Server, serve_command, test_folder};
 use vigil_host::api::client::{ApiClient, ClientResponse, encode};
 
 const STATIC_BEHAVIOR: &str = r#"{"name":"many-messages","metric":"aws:num-messages-sent",
@@ -98,6 +99,59 @@ fn an_unknown_route_gets_an_aws_error() {
             "GET /thing-groups",
         );
     });
+}
+
+#[test]
+fn a_busy_port_is_refused_before_the_data_folder_is_created() {
+    let (dir, credentials) = test_folder("busy-port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let data = dir.join("data");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["serve", "--port", &port, "--data"])
+        .arg(&data)
+        .arg("--credentials")
+        .arg(&credentials)
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "failed to listen on `127.0.0.1:{port}`; pick another --port"
+        )),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "the data folder was created");
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly_and_says_so() {
+    let (dir, credentials) = test_folder("sigterm");
+    let mut child = serve_command(&dir.join("data"), &credentials, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner_end = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|line| line.starts_with("vigil serve: mqtt on "));
+    assert!(banner_end.is_some(), "vigil serve exited during its banner");
+
+    let signal = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+
+    assert!(signal.success());
+    assert!(status.success(), "{status}");
+    assert_eq!(rest, vec!["vigil serve: stopped".to_string()]);
 }
 
 #[test]
