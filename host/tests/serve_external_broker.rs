@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::device::Device;
-use common::{Server, metric_values, retain, serve_command, test_folder, wait_for_sum};
+use common::{Server, TestFolder, metric_values, retain, serve_command, test_folder, wait_for_sum};
 use rumqttc::MqttOptions;
 
 /// The broker from Debian's `mosquitto` package.
@@ -183,7 +183,7 @@ fn free_port() -> u16 {
 
 /// A test folder, a Mosquitto for `things` and the file holding Vigil's broker password;
 /// returns (folder, API credentials, broker, Vigil's arguments).
-fn attached_setup(name: &str, things: &[&str]) -> (PathBuf, PathBuf, Mosquitto, Vec<String>) {
+fn attached_setup(name: &str, things: &[&str]) -> (TestFolder, PathBuf, Mosquitto, Vec<String>) {
     let (dir, credentials) = test_folder(name);
     let broker = Mosquitto::start(&dir, things);
     let password_file = dir.join("broker-password");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::device::Device;
-use common::{ALL_THINGS, Server, metric_values, retain, test_folder, wait_for_sum};
+use common::{ALL_THINGS, Server, TestFolder, metric_values, retain, test_folder, wait_for_sum};
 use rumqttc::mqttbytes::v4;
 use rumqttc::{ConnectReturnCode, MqttOptions, QoS};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -55,7 +55,7 @@ impl Broker {
 }
 
 /// A data folder whose password file lets `things` in with the password `pw-{thing}`.
-fn folder_with_things(name: &str, things: &[&str]) -> (PathBuf, PathBuf) {
+fn folder_with_things(name: &str, things: &[&str]) -> (TestFolder, PathBuf) {
     let (dir, credentials) = test_folder(name);
     let lines: String = things.iter().map(|t| format!("{t}:pw-{t}\n")).collect();
     std::fs::write(dir.join("mqtt-passwords"), lines).unwrap();

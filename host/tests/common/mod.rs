@@ -109,8 +109,34 @@ pub fn serve_command(data: &Path, credentials: &Path, extra: &[&str]) -> Command
     command
 }
 
+/// A test's scratch folder, removed when dropped unless the test is failing, so a failure
+/// leaves its server's data behind to inspect.
+pub struct TestFolder(PathBuf);
+
+impl std::ops::Deref for TestFolder {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TestFolder {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestFolder {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// A fresh folder with a credentials file for [`ACCESS_KEY`]; returns (folder, credentials).
-pub fn test_folder(name: &str) -> (PathBuf, PathBuf) {
+pub fn test_folder(name: &str) -> (TestFolder, PathBuf) {
     let dir = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -122,7 +148,7 @@ pub fn test_folder(name: &str) -> (PathBuf, PathBuf) {
         ),
     )
     .unwrap();
-    (dir, credentials)
+    (TestFolder(dir), credentials)
 }
 
 /// Creates the profile `retain`, whose behaviors never alarm but make the server retain
