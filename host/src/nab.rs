@@ -680,8 +680,8 @@ fn markdown_table(table: &[TableRow]) -> String {
          its own best threshold. On NAB v1.1, the detector's constants were chosen on the tuning half, \
          and the held-out half only checks them. The LOW, MEDIUM and HIGH rows need no labels: a \
          report counts as a detection when its anomaly score exceeds the fixed cut-off of the \
-         confidence level, chosen once on the tuning half; each is shown on all files and on the \
-         held-out half. The published corpus scores are from NAB's `results/final_results.json`; their \
+         confidence level, chosen once on the tuning half of NAB v1.1; each is shown on all files and \
+         on the held-out half. The published corpus scores are from NAB's `results/final_results.json`; their \
          realAWSCloudwatch and realKnownCause subtotals are computed from NAB's per-file score files. \
          How the detector works is in [ml-detect.md](ml-detect.md).\n\n",
     );
