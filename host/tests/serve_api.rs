@@ -102,6 +102,43 @@ fn an_unknown_route_gets_an_aws_error() {
 }
 
 #[test]
+fn millisecond_timestamps_are_rejected_by_index_and_the_rest_ingested() {
+    with_server("millisecond-timestamps", &[], |_, client| {
+        let seconds = vigil_host::service::wall_clock_ms() / 1000 - 600;
+        let milliseconds = seconds * 1000;
+        let datapoint = |thing: &str, timestamp: i64| {
+            format!(
+                r#"{{"thingName":"{thing}","metricName":"aws:num-messages-sent",
+                "timestamp":{timestamp},"value":{{"count":5}}}}"#
+            )
+        };
+        let body = format!(
+            r#"{{"datapoints":[{},{},{}]}}"#,
+            datapoint("lamp-1", seconds),
+            datapoint("lamp-2", milliseconds),
+            datapoint("", seconds)
+        );
+
+        let reply = client
+            .send("POST", "/vigil/datapoints", "", &body)
+            .unwrap()
+            .json()
+            .unwrap();
+
+        assert_eq!(reply["accepted"], 1, "{reply}");
+        assert_eq!(reply["rejected"][0]["index"], 1, "{reply}");
+        assert_eq!(
+            reply["rejected"][0]["message"],
+            format!(
+                "`timestamp` {milliseconds} is outside 1970 to 9999; send seconds since \
+                 1970-01-01, not milliseconds"
+            )
+        );
+        assert_eq!(reply["rejected"][1]["index"], 2, "{reply}");
+    });
+}
+
+#[test]
 fn a_busy_port_is_refused_before_the_data_folder_is_created() {
     let (dir, credentials) = test_folder("busy-port");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

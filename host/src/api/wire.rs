@@ -436,6 +436,43 @@ struct IngestInput {
 
 const MAX_DATAPOINTS_PER_BATCH: usize = 10_000;
 
+/// The last second of the year 9999, in epoch seconds. Later timestamps are most likely
+/// milliseconds sent as seconds, and would move event time thousands of years ahead.
+const LATEST_TIMESTAMP_SECONDS: f64 = 253_402_300_799.0;
+
+/// Splits `inputs` into datapoints, each with its index in the request, and the indices and
+/// reasons of those rejected for a timestamp outside 1970 to 9999.
+fn datapoints_in_range(
+    inputs: Vec<DatapointInput>,
+) -> (Vec<(usize, Datapoint)>, Vec<(usize, String)>) {
+    let mut datapoints = Vec::with_capacity(inputs.len());
+    let mut out_of_range = Vec::new();
+    for (index, input) in inputs.into_iter().enumerate() {
+        if !(0.0..=LATEST_TIMESTAMP_SECONDS).contains(&input.timestamp) {
+            out_of_range.push((
+                index,
+                format!(
+                    "`timestamp` {} is outside 1970 to 9999; send seconds since 1970-01-01, not \
+                     milliseconds",
+                    input.timestamp
+                ),
+            ));
+            continue;
+        }
+        datapoints.push((
+            index,
+            Datapoint {
+                thing_name: input.thing_name,
+                metric: input.metric_name,
+                dimension_name: input.dimension_name,
+                timestamp: (input.timestamp * 1000.0).round() as Timestamp,
+                value: input.value,
+            },
+        ));
+    }
+    (datapoints, out_of_range)
+}
+
 async fn ingest_datapoints(State(state): State<ApiState>, bytes: Bytes) -> ApiResult<Response> {
     let input: IngestInput = body(&bytes)?;
     if input.datapoints.len() > MAX_DATAPOINTS_PER_BATCH {
@@ -447,17 +484,7 @@ async fn ingest_datapoints(State(state): State<ApiState>, bytes: Bytes) -> ApiRe
     if let Some(id) = &input.batch_id {
         check_name("batchId", id, false)?;
     }
-    let datapoints: Vec<Datapoint> = input
-        .datapoints
-        .into_iter()
-        .map(|d| Datapoint {
-            thing_name: d.thing_name,
-            metric: d.metric_name,
-            dimension_name: d.dimension_name,
-            timestamp: (d.timestamp * 1000.0).round() as Timestamp,
-            value: d.value,
-        })
-        .collect();
+    let (datapoints, out_of_range) = datapoints_in_range(input.datapoints);
     let response = state
         .call(move |service| {
             if let Some(id) = &input.batch_id
@@ -465,14 +492,22 @@ async fn ingest_datapoints(State(state): State<ApiState>, bytes: Bytes) -> ApiRe
             {
                 return Ok(stored);
             }
+            let (indices, datapoints): (Vec<usize>, Vec<Datapoint>) =
+                datapoints.into_iter().unzip();
             let result = service
                 .engine()
                 .run(Command::IngestDatapoints { datapoints })?
                 .ingested()?;
-            let rejected: Vec<_> = result
+            let mut rejected: Vec<(usize, String)> = result
                 .rejected
-                .iter()
-                .map(|r| serde_json::json!({"index": r.index, "message": r.message}))
+                .into_iter()
+                .map(|r| (indices[r.index as usize], r.message))
+                .chain(out_of_range)
+                .collect();
+            rejected.sort_by_key(|(index, _)| *index);
+            let rejected: Vec<_> = rejected
+                .into_iter()
+                .map(|(index, message)| serde_json::json!({"index": index, "message": message}))
                 .collect();
             let response =
                 serde_json::json!({"accepted": result.accepted, "rejected": rejected}).to_string();
