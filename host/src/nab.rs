@@ -104,9 +104,14 @@ pub fn load_corpus(root: &Path) -> anyhow::Result<Vec<CorpusFile>> {
     let mut files = Vec::new();
     for category in sorted_entries(&data)? {
         if !category.is_dir() {
+            warn_if_misplaced(&category);
             continue;
         }
         for path in sorted_entries(&category)? {
+            if path.is_dir() {
+                warn_if_misplaced(&path);
+                continue;
+            }
             if path.extension().and_then(|e| e.to_str()) != Some("csv") {
                 continue;
             }
@@ -154,6 +159,18 @@ fn warn_about_unmatched_labels(
     }
 }
 
+/// Warns about a CSV file, or a folder, where the layout `data/<category>/<file>.csv` has
+/// no place for it: it is not read.
+fn warn_if_misplaced(path: &Path) {
+    let csv = path.extension().and_then(|e| e.to_str()) == Some("csv");
+    if csv || path.is_dir() {
+        tracing::warn!(
+            "`{}` is not read: the corpus layout is data/<category>/<file>.csv",
+            path.display()
+        );
+    }
+}
+
 fn sorted_entries(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries =
         fs::read_dir(dir).with_context(|| format!("failed to read folder `{}`", dir.display()))?;
@@ -176,6 +193,8 @@ fn load_file(
         values: Vec::new(),
         windows: Vec::new(),
     };
+    check_header(path, text.lines().next().unwrap_or_default())?;
+    let mut non_finite = Vec::new();
     for (number, line) in text.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
             continue;
@@ -201,13 +220,54 @@ fn load_file(
                 number + 1
             );
         }
+        if !value.is_finite() {
+            non_finite.push(number + 1);
+        }
         file.raw_timestamps.push(raw.to_string());
         file.timestamps.push(timestamp);
         file.values.push(value);
     }
+    warn_about_unscored_rows(path, file.values.len(), &non_finite);
     let windows = labels.get(&file.key).map_or(&[][..], Vec::as_slice);
     file.windows = window_rows(&file.key, &file.timestamps, windows)?;
     Ok(file)
+}
+
+/// Fails unless `first_line` is a `timestamp,value` header, so a file without one does not lose
+/// its first row.
+fn check_header(path: &Path, first_line: &str) -> anyhow::Result<()> {
+    let columns: Vec<String> = first_line
+        .trim_start_matches('\u{feff}')
+        .split(',')
+        .map(|column| column.trim().to_lowercase())
+        .collect();
+    if columns != ["timestamp", "value"] {
+        bail!(
+            "{}:1: expected the header `timestamp,value`, got `{first_line}`; add it as the \
+             first line",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Warns about a file without rows and about values that are not finite numbers, which the
+/// detector skips and scores 0.
+fn warn_about_unscored_rows(path: &Path, rows: usize, non_finite_lines: &[usize]) {
+    if rows == 0 {
+        tracing::warn!(
+            "`{}` has no rows; it adds nothing to the scores",
+            path.display()
+        );
+    }
+    if let Some(first) = non_finite_lines.first() {
+        tracing::warn!(
+            "{}:{first}: value is not a finite number; the detector skips it and scores it 0 \
+             ({} such rows in this file)",
+            path.display(),
+            non_finite_lines.len()
+        );
+    }
 }
 
 /// Maps a file's label windows to inclusive row ranges, in time order. Windows that hold no row
@@ -233,10 +293,13 @@ fn window_rows(
                  it ends before it starts"
             );
         }
-        let first = timestamps.partition_point(|t| *t < start);
-        let last = timestamps.partition_point(|t| *t <= end);
-        if last > first {
-            rows.push((first, last - 1));
+        // Rows are matched one by one, so a step back in the timestamps loses no window.
+        let inside = |t: &Timestamp| (start..=end).contains(t);
+        if let (Some(first), Some(last)) = (
+            timestamps.iter().position(inside),
+            timestamps.iter().rposition(inside),
+        ) {
+            rows.push((first, last));
         } else {
             tracing::warn!(
                 "window [{start_text}, {end_text}] for `{key}` contains no row of the file; \
@@ -450,6 +513,9 @@ pub fn read_results(
     detector: &str,
     corpus: &[CorpusFile],
 ) -> anyhow::Result<Vec<Vec<f64>>> {
+    if detector.is_empty() || detector.contains(['/', '\\']) {
+        bail!("invalid detector name `{detector}`: expected the name of a folder under --results");
+    }
     let folder = dir.join(detector);
     if !folder.is_dir() {
         bail!(
@@ -485,13 +551,18 @@ pub fn read_results(
                 .enumerate()
                 .map(|(row, line)| {
                     let field = line.split(',').nth(column).unwrap_or_default();
-                    field.trim().parse::<f64>().with_context(|| {
-                        format!(
-                            "{}:{}: invalid anomaly score `{field}`",
-                            path.display(),
-                            row + 2
-                        )
-                    })
+                    field
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|score| !score.is_nan())
+                        .with_context(|| {
+                            format!(
+                                "{}:{}: invalid anomaly score `{field}`, expected a number",
+                                path.display(),
+                                row + 2
+                            )
+                        })
                 })
                 .collect::<anyhow::Result<_>>()?;
             if scores.len() != file.values.len() {
@@ -731,6 +802,26 @@ mod tests {
         let windows = [window(30, 40), window(8, 20)];
         let rows = window_rows("a/b.csv", &minutes(), &windows).unwrap();
         assert_eq!(rows, vec![(8, 9)]);
+    }
+
+    #[test]
+    fn window_after_a_step_back_in_time_keeps_its_rows() {
+        // Rows 0..10 run 00:00 to 00:09; rows 10..14 step back to 00:02 to 00:05.
+        let mut timestamps = minutes();
+        timestamps.extend(minutes()[2..6].iter().copied());
+        let rows = window_rows("a/b.csv", &timestamps, &[window(4, 5)]).unwrap();
+        assert_eq!(rows, vec![(4, 13)]);
+    }
+
+    #[test]
+    fn file_without_a_header_is_rejected_naming_line_one() {
+        let error = check_header(Path::new("a/b.csv"), "2014-01-01 00:00:00,1.5").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "a/b.csv:1: expected the header `timestamp,value`, got `2014-01-01 00:00:00,1.5`; \
+             add it as the first line"
+        );
+        assert!(check_header(Path::new("a/b.csv"), "\u{feff}timestamp, Value").is_ok());
     }
 
     #[test]

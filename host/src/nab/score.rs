@@ -13,8 +13,6 @@
 //! - a window without a detection scores `-fn`;
 //! - `σ(y) = 2 / (1 + e^(5y)) - 1`, and -1 for y > 3.
 
-use std::cmp::Ordering;
-
 /// A NAB cost profile.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Profile {
@@ -180,12 +178,12 @@ pub fn score_at(
 /// Sweeps every distinct anomaly score as the threshold over all rows of a corpus and returns
 /// the threshold with the best raw score, and that score. Ties keep the higher threshold.
 pub fn best_threshold(rows: &[ScoringRow], window_count: usize, profile: &Profile) -> (f64, f64) {
-    let mut sorted: Vec<&ScoringRow> = rows.iter().collect();
-    sorted.sort_by(|a, b| {
-        b.anomaly_score
-            .partial_cmp(&a.anomaly_score)
-            .unwrap_or(Ordering::Equal)
-    });
+    // A NaN score passes no threshold, so its row is never a detection.
+    let mut sorted: Vec<&ScoringRow> = rows
+        .iter()
+        .filter(|row| !row.anomaly_score.is_nan())
+        .collect();
+    sorted.sort_by(|a, b| b.anomaly_score.total_cmp(&a.anomaly_score));
 
     let mut best_in_window = vec![-profile.fn_; window_count];
     let mut score = -profile.fn_ * window_count as f64;
@@ -315,6 +313,14 @@ mod tests {
     fn sweep_finds_the_threshold_that_excludes_false_positives() {
         // A strong detection in the window and a weaker false positive before it.
         let rows = one_window_rows(&[(20, 0.6), (40, 0.9)]);
+        let (threshold, score) = best_threshold(&rows, 1, &STANDARD);
+        assert_eq!(threshold, 0.9);
+        assert!((score - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sweep_never_counts_a_nan_score_as_a_detection() {
+        let rows = one_window_rows(&[(20, f64::NAN), (40, 0.9)]);
         let (threshold, score) = best_threshold(&rows, 1, &STANDARD);
         assert_eq!(threshold, 0.9);
         assert!((score - 1.0).abs() < 1e-12);
