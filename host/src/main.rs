@@ -21,7 +21,8 @@ const DEFAULT_LOG_FILTER: &str = "warn,vigil::plugin=info";
     version,
     about = "Open IoT fleet anomaly detection compatible with AWS IoT Device Defender Detect",
     after_help = "Logging: set VIGIL_LOG to a tracing filter, for example \
-                  VIGIL_LOG=vigil=debug,vigil_host=debug (default: warn)."
+                  VIGIL_LOG=vigil=debug,vigil_host=debug (default: warnings, and what plugins \
+                  log at info level)."
 )]
 struct Cli {
     /// Path of the core component (default: vigil-core.wasm next to this binary, then target/wasm).
