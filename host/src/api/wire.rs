@@ -440,11 +440,14 @@ const MAX_DATAPOINTS_PER_BATCH: usize = 10_000;
 /// milliseconds sent as seconds, and would move event time thousands of years ahead.
 const LATEST_TIMESTAMP_SECONDS: f64 = 253_402_300_799.0;
 
+/// An item and its index in the request.
+type Indexed<T> = (usize, T);
+
 /// Splits `inputs` into datapoints, each with its index in the request, and the indices and
 /// reasons of those rejected for a timestamp outside 1970 to 9999.
 fn datapoints_in_range(
     inputs: Vec<DatapointInput>,
-) -> (Vec<(usize, Datapoint)>, Vec<(usize, String)>) {
+) -> (Vec<Indexed<Datapoint>>, Vec<Indexed<String>>) {
     let mut datapoints = Vec::with_capacity(inputs.len());
     let mut out_of_range = Vec::new();
     for (index, input) in inputs.into_iter().enumerate() {
