@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use vigil_core::catalogue::PERIOD_MS;
-use vigil_core::detector::{StreamingDetector, Verdict, report_cutoff};
+use vigil_core::detector::{StreamingDetector, Verdict};
 use vigil_core::ingest::Datapoint;
 use vigil_core::ml::Scale;
 use vigil_core::model::{
@@ -500,26 +500,5 @@ fn series_detector_gives_identical_verdicts_in_wasmtime() {
     assert!(
         reports > 3,
         "only {reports} reports on a series with spikes"
-    );
-}
-
-#[test]
-fn series_detector_reports_the_native_cut_offs_in_wasmtime() {
-    let mut component = CoreSeriesDetector::load(&core_wasm(), Scale::Real).unwrap();
-
-    for level in [
-        ConfidenceLevel::Low,
-        ConfidenceLevel::Medium,
-        ConfidenceLevel::High,
-    ] {
-        assert_eq!(
-            component.report_cutoff(level).unwrap(),
-            report_cutoff(level),
-            "{level:?}"
-        );
-    }
-    assert_eq!(
-        component.report_cutoff(ConfidenceLevel::Medium).unwrap(),
-        0.08
     );
 }

@@ -47,10 +47,6 @@ impl witd::GuestSeriesDetector for SeriesDetectorResource {
             .map(|point| detector.observe(point.timestamp, point.value).into())
             .collect()
     }
-
-    fn report_cutoff(level: witd::ConfidenceLevel) -> f64 {
-        vigil_core::detector::report_cutoff(level.into())
-    }
 }
 
 /// One engine. Component methods take `&self`, so the engine sits in a `RefCell`; the component

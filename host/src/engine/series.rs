@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context as _, anyhow};
 use vigil_core::detector::Verdict;
 use vigil_core::ml::Scale;
-use vigil_core::model::{ConfidenceLevel, Timestamp};
+use vigil_core::model::Timestamp;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
@@ -49,15 +49,5 @@ impl CoreSeriesDetector {
             .map_err(|e| anyhow!("{e:?}"))
             .context("failed to call `observe` on the core component's series detector")?;
         Ok(convert(verdicts))
-    }
-
-    /// Asks the component for the anomaly score a verdict must exceed to alarm at `level`.
-    pub fn report_cutoff(&mut self, level: ConfidenceLevel) -> anyhow::Result<f64> {
-        self.bindings
-            .vigil_detect_detector()
-            .series_detector()
-            .call_report_cutoff(&mut self.store, level.into())
-            .map_err(|e| anyhow!("{e:?}"))
-            .context("failed to call `report-cutoff` on the core component's series detector")
     }
 }
