@@ -443,6 +443,18 @@ fn level_label(level: ConfidenceLevel) -> String {
     format!("{} score > {}", level_name(level), report_cutoff(level))
 }
 
+/// Marks each datapoint 1 if its verdict alarms at `level` and 0 otherwise.
+pub fn alarms(verdicts: &[Vec<Verdict>], level: ConfidenceLevel) -> Vec<Vec<f64>> {
+    verdicts
+        .iter()
+        .map(|rows| {
+            rows.iter()
+                .map(|v| f64::from(u8::from(v.alarms_at(level))))
+                .collect()
+        })
+        .collect()
+}
+
 /// Scores the reports whose anomaly score exceeds the fixed cut-off of `level`, which needs no
 /// labels, and writes them as detector `vigil_<level>`. Returns that name, the row and the 0 or 1
 /// per datapoint.
@@ -453,14 +465,7 @@ fn level_row(
     out_dir: &Path,
 ) -> anyhow::Result<(String, TableRow, Vec<Vec<f64>>)> {
     let name = format!("{DETECTOR}_{}", level_name(level).to_lowercase());
-    let binary: Vec<Vec<f64>> = verdicts
-        .iter()
-        .map(|rows| {
-            rows.iter()
-                .map(|v| f64::from(u8::from(v.alarms_at(level))))
-                .collect()
-        })
-        .collect();
+    let binary = alarms(verdicts, level);
     write_results(out_dir, &name, corpus, &binary)?;
     let label = format!("{DETECTOR}, all files ({})", level_label(level));
     Ok((

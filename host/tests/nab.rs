@@ -124,14 +124,7 @@ fn label_free_levels_stay_above_their_recorded_scores() {
     let corpus = corpus();
     let verdicts: Vec<Vec<Verdict>> = corpus.iter().map(nab::detect_verdicts).collect();
     let score_level = |level: ConfidenceLevel| {
-        let alarms: Vec<Vec<f64>> = verdicts
-            .iter()
-            .map(|rows| {
-                rows.iter()
-                    .map(|v| f64::from(u8::from(v.alarms_at(level))))
-                    .collect()
-            })
-            .collect();
+        let alarms = nab::alarms(&verdicts, level);
         nab::score_detector("level", &corpus, &alarms, Some(0.5)).profiles
     };
 
