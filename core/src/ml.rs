@@ -93,8 +93,8 @@ impl Scale {
     /// Smallest standard deviation the model assumes, on the transformed scale: the Poisson noise
     /// of counts, or 0.1 % of the range seen so far for real numbers.
     // FIXME: the range behind the noise floor of real numbers never fades, so one wild value raises
-    // the floor for good: after a single 1,000,000 in a series of 50 with a spread of 1, later
-    // spikes of +80 score 0 for at least 20 days.
+    // the floor for good. After a single 1,000,000 in a series of 50 with a spread of 1, later
+    // spikes of +80 scored 0 for the 20 days measured.
     fn noise_floor(self, range: f64) -> f64 {
         match self {
             Scale::Count => 1.0,

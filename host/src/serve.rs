@@ -154,7 +154,7 @@ pub fn run(args: &ServeArgs, core_path: &Path, out: &mut dyn std::io::Write) -> 
         ticker.abort();
         alerts.abort();
         served?;
-        // Whoever read the banner may have closed stdout since, which is no reason to fail.
+        // The banner's reader may have closed stdout since; that is no reason to fail.
         let _ = writeln!(out, "vigil serve: stopped").and_then(|()| out.flush());
         Ok(())
     })
