@@ -60,9 +60,9 @@ const SHAPE_GAIN: f64 = 2.0;
 /// The anomaly score a report must exceed to count as an alarm at `level`, with no labels needed.
 ///
 /// LOW is the most sensitive level. The cut-offs were chosen on the files at even positions of
-/// NAB v1.1, on a grid of steps of 0.005: LOW's scored best under the reward-low-FN profile, and
-/// 0.085 scored best under both the standard and the reward-low-FP profiles, so MEDIUM and HIGH
-/// sit one step below and above it. The files at odd positions only check them.
+/// NAB v1.1, on a grid with steps of 0.005. LOW's cut-off scored best under the reward-low-FN
+/// profile. 0.085 scored best under both the standard and the reward-low-FP profiles, so MEDIUM
+/// and HIGH sit one step below and above it. The files at odd positions only check them.
 pub fn report_cutoff(level: ConfidenceLevel) -> f64 {
     match level {
         ConfidenceLevel::Low => 0.055,
@@ -638,7 +638,7 @@ mod tests {
     }
 
     #[test]
-    fn verdict_between_the_medium_and_high_cut_offs_alarms_at_low_and_medium_only() {
+    fn alarms_at_between_medium_and_high() {
         let verdict = Verdict {
             anomaly_score: 0.085,
             ..Verdict::default()

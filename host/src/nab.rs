@@ -756,8 +756,8 @@ fn markdown_table(table: &[TableRow]) -> String {
          its own best threshold. On NAB v1.1, the detector's constants were chosen on the tuning half, \
          and the held-out half only checks them. The LOW, MEDIUM and HIGH rows need no labels: a \
          report counts as a detection when its anomaly score exceeds the fixed cut-off of the \
-         confidence level, chosen once on the tuning half of NAB v1.1; each is shown on all files and \
-         on the held-out half. The published corpus scores are from NAB's `results/final_results.json`; their \
+         confidence level, chosen once on the tuning half of NAB v1.1. Each level is shown on all \
+         files and on the held-out half. The published corpus scores are from NAB's `results/final_results.json`; their \
          realAWSCloudwatch and realKnownCause subtotals are computed from NAB's per-file score files. \
          How the detector works is in [ml-detect.md](ml-detect.md).\n\n",
     );
@@ -810,7 +810,7 @@ mod tests {
     }
 
     #[test]
-    fn window_after_a_step_back_in_time_keeps_its_rows() {
+    fn window_rows_survive_time_step_back() {
         // Rows 0..10 run 00:00 to 00:09; rows 10..14 step back to 00:02 to 00:05.
         let mut timestamps = minutes();
         timestamps.extend(minutes()[2..6].iter().copied());
@@ -819,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn file_without_a_header_is_rejected_naming_line_one() {
+    fn check_header_rejects_missing_header() {
         let error = check_header(Path::new("a/b.csv"), "2014-01-01 00:00:00,1.5").unwrap_err();
         assert_eq!(
             error.to_string(),

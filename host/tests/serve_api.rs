@@ -102,7 +102,7 @@ fn an_unknown_route_gets_an_aws_error() {
 }
 
 #[test]
-fn millisecond_timestamps_are_rejected_by_index_and_the_rest_ingested() {
+fn datapoints_reject_millisecond_timestamps() {
     with_server("millisecond-timestamps", &[], |_, client| {
         let seconds = vigil_host::service::wall_clock_ms() / 1000 - 600;
         let milliseconds = seconds * 1000;
@@ -139,10 +139,10 @@ fn millisecond_timestamps_are_rejected_by_index_and_the_rest_ingested() {
 }
 
 #[test]
-fn a_busy_port_is_refused_before_the_data_folder_is_created() {
+fn serve_on_busy_port_creates_no_data() {
     let (dir, credentials) = test_folder("busy-port");
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port().to_string();
+    let occupied = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = occupied.local_addr().unwrap().port().to_string();
     let data = dir.join("data");
 
     let output = Command::new(env!("CARGO_BIN_EXE_vigil"))

@@ -364,6 +364,14 @@ fn wait_for_active_models(client: &mut ApiClient, timeout: Duration) {
     }
 }
 
+/// Reads the thing name and behavior name of a violation or violation event.
+fn thing_and_behavior(violation: &serde_json::Value) -> (String, String) {
+    (
+        violation["thingName"].as_str().unwrap().to_owned(),
+        violation["behavior"]["name"].as_str().unwrap().to_owned(),
+    )
+}
+
 /// (thing, behavior) of every active violation of the ML profile.
 fn ml_violations(client: &mut ApiClient) -> Vec<(String, String)> {
     let response = client
@@ -379,12 +387,7 @@ fn ml_violations(client: &mut ApiClient) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|violation| {
-            (
-                violation["thingName"].as_str().unwrap().to_owned(),
-                violation["behavior"]["name"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(thing_and_behavior)
         .collect()
 }
 
@@ -479,12 +482,7 @@ fn ml_alarm_events(client: &mut ApiClient, thing: &str) -> Vec<(String, String)>
         .unwrap()
         .iter()
         .filter(|event| event["violationEventType"] == "in-alarm")
-        .map(|event| {
-            (
-                event["thingName"].as_str().unwrap().to_owned(),
-                event["behavior"]["name"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(thing_and_behavior)
         .collect()
 }
 

@@ -319,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn sweep_never_counts_a_nan_score_as_a_detection() {
+    fn sweep_skips_nan_scores() {
         let rows = one_window_rows(&[(20, f64::NAN), (40, 0.9)]);
         let (threshold, score) = best_threshold(&rows, 1, &STANDARD);
         assert_eq!(threshold, 0.9);
